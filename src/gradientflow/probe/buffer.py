@@ -1,0 +1,109 @@
+"""On-device statistics buffer: one slot per recorded step, copied to the host once per flush.
+
+Keeping the statistics on the tensor's device and copying them in one transfer is what
+makes the probe cheap: an ``.item()`` per layer per step would sync the device every time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["RowInfo", "StatsBuffer"]
+
+
+@dataclass(frozen=True)
+class RowInfo:
+    """Identity of one row of the per-layer table (see records.LAYER_ID_COLUMNS)."""
+
+    index: int
+    layer: str
+    order: int
+    kind: str
+    module_type: str
+    activation: str | None
+
+
+class StatsBuffer:
+    """A ``(slots, rows, columns)`` float32 tensor filled with NaN, plus which rows each slot holds.
+
+    Memory is fixed by `slots` x the number of rows seen so far; it does not grow with steps.
+    """
+
+    def __init__(self, columns: tuple[str, ...], slots: int, device: torch.device, extra_shape: tuple[int, ...] = ()) -> None:
+        self.columns = columns
+        self.slots = slots
+        self.device = device
+        self.extra_shape = extra_shape
+        self._capacity = 8
+        self.values = torch.full((slots, self._capacity, len(columns), *extra_shape), math.nan, device=device)
+        self.steps: list[int] = []
+        self.present: list[set[int]] = []
+
+    @property
+    def used(self) -> int:
+        """Return how many slots hold a recorded step that has not been flushed."""
+        return len(self.steps)
+
+    @property
+    def full(self) -> bool:
+        """Return True when every slot is used."""
+        return len(self.steps) >= self.slots
+
+    def ensure_rows(self, rows: int) -> None:
+        """Grow the row capacity (doubling) so that `rows` rows fit; keeps what is stored."""
+        if rows <= self._capacity:
+            return
+        capacity = max(rows, 2 * self._capacity)
+        grown = torch.full((self.slots, capacity, len(self.columns), *self.extra_shape), math.nan, device=self.device)
+        grown[:, : self._capacity] = self.values
+        self.values, self._capacity = grown, capacity
+
+    def open_slot(self, step: int) -> int:
+        """Start recording `step`; return its slot index."""
+        self.steps.append(step)
+        self.present.append(set())
+        return len(self.steps) - 1
+
+    def write(self, slot: int, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, row_ids: list[int]) -> None:
+        """Write `values` ``(len(rows), len(columns), *extra)`` into the slot at those rows and columns."""
+        self.values[slot].index_put_((rows[:, None], columns[None, :]), values.to(self.values.dtype))
+        self.present[slot].update(row_ids)
+
+    def drain(self) -> tuple[np.ndarray, list[int], list[set[int]]]:
+        """Copy the used slots to the host in one transfer, reset them to NaN, return (values, steps, present)."""
+        used = self.used
+        host = self.values[:used].cpu().numpy().copy()
+        self.values[:used].fill_(math.nan)
+        steps, present = self.steps, self.present
+        self.steps, self.present = [], []
+        return host, steps, present
+
+
+def frame_from_drain(
+    host: np.ndarray, steps: list[int], present: list[set[int]], rows: list[RowInfo], columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """Return the drained statistics as a table: one row per (step, layer) present, id columns first."""
+    slot_index: list[int] = []
+    row_index: list[int] = []
+    for slot, row_ids in enumerate(present):
+        ordered = sorted(row_ids, key=lambda r: rows[r].order)
+        slot_index.extend([slot] * len(ordered))
+        row_index.extend(ordered)
+    values = host[np.asarray(slot_index, dtype=np.int64), np.asarray(row_index, dtype=np.int64)] if slot_index else np.empty((0, len(columns)), dtype=np.float32)
+    frame = pd.DataFrame(values.astype(np.float64), columns=list(columns))
+    ids = pd.DataFrame(
+        {
+            "step": np.asarray([steps[s] for s in slot_index], dtype=np.int64),
+            "layer": [rows[r].layer for r in row_index],
+            "order": np.asarray([rows[r].order for r in row_index], dtype=np.int64),
+            "kind": [rows[r].kind for r in row_index],
+            "module_type": [rows[r].module_type for r in row_index],
+            "activation": [rows[r].activation for r in row_index],
+        }
+    )
+    return pd.concat([ids, frame], axis=1)

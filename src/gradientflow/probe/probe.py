@@ -1,0 +1,439 @@
+"""The Probe: hooks that collect tensors during a step, and batched statistics at the step's end.
+
+During a recorded step the hooks only keep detached references (a clone for in-place
+activations, whose input is overwritten). At ``probe.step()`` all statistics are computed in
+a few batched ops per group of same-shaped layers, written into an on-device buffer, and copied
+to the host once every `flush_every` recorded steps. On steps the schedule skips, no hook is
+attached at all, so the model runs exactly as without the probe.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from ..errors import ProbeError
+from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
+from .activations import SaturationRule, activation_name, rule_for_module, rule_for_name
+from .buffer import RowInfo, StatsBuffer, frame_from_drain
+from .histograms import HistogramRecorder
+from .schedule import Schedule, as_schedule
+from .stats import GRADIENT_COLUMNS, as_units_layout, batch_moments_per_unit, gradient_stats, pre_activation_stats
+
+__all__ = ["Probe", "tap"]
+
+_ACTIVE: list["Probe"] = []
+_NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
+
+
+def tap(tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
+    """Record `tensor` as the pre-activation of a functional activation in every active probe.
+
+    Returns `tensor` itself, so it can wrap the argument inline:
+    ``h = torch.sigmoid(gradientflow.tap(z, "block1.sigmoid", "sigmoid"))``. Without an active
+    probe it does nothing.
+    """
+    for probe in _ACTIVE:
+        probe.tap(tensor, name, activation)
+    return tensor
+
+
+def _stat_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
+    default = {percentile_column(q) for q in DEFAULT_PERCENTILES}
+    head = tuple(c for c in LAYER_STAT_COLUMNS[:4])
+    rest = tuple(c for c in LAYER_STAT_COLUMNS[4:] if c not in default)
+    return head + tuple(percentile_column(q) for q in percentiles) + rest
+
+
+class Probe:
+    """Record per-layer forward and backward statistics of `model` at the steps a schedule picks.
+
+    Use as a context manager; call ``probe.step()`` once per optimizer step (after
+    ``optimizer.step()``); read ``probe.frame()``: one row per (step, layer). See the README's
+    "What the probe records" for every column's definition.
+
+    Args:
+        model: any module. Activation modules (and modules with ``gradientflow_activation``)
+            give activation rows; modules with a ``weight`` parameter give weight/norm rows.
+        every: record every k-th step (0, k, 2k, ...), or a callable ``step -> bool``.
+        layers: restrict to modules whose qualified name matches a pattern (fnmatch) or whose
+            type is listed, e.g. ``["fc*", nn.Sigmoid]``.
+        percentiles: pre-activation percentiles, in percent.
+        saturation_eps: an element is saturated where |phi'(x)| < eps * max |phi'|.
+        flush_every: recorded steps kept on the device between copies to the host.
+        histograms: also record fixed-bin histograms (see `histogram_frame`).
+        unit_dim: the dimension that indexes units (1: features of (batch, features), channels
+            of (batch, channels, ...)).
+        sink: called with each flushed chunk ``(stats, histograms or None)``, e.g. a store writer.
+        keep: keep flushed chunks in memory for `frame()` (set False with a sink for long runs).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        every: int | Schedule = 1,
+        layers: Iterable[str | type[nn.Module]] | None = None,
+        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+        saturation_eps: float = 0.05,
+        flush_every: int = 100,
+        histograms: bool = False,
+        histogram_bins: int = 64,
+        unit_dim: int = 1,
+        max_percentile_samples: int = 4096,
+        sink: Sink | None = None,
+        keep: bool = True,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ProbeError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
+        if not 0.0 < saturation_eps < 1.0:
+            raise ProbeError(f"saturation_eps must be in (0, 1), got {saturation_eps!r}")
+        if flush_every < 1:
+            raise ProbeError(f"flush_every must be >= 1, got {flush_every!r}")
+        if any(not 0.0 <= q <= 100.0 for q in percentiles):
+            raise ProbeError(f"percentiles must be in [0, 100], got {list(percentiles)!r}")
+        self.model = model
+        self.schedule = as_schedule(every)
+        self.percentiles = tuple(float(q) for q in percentiles)
+        self.saturation_eps = saturation_eps
+        self.unit_dim = unit_dim
+        self.max_percentile_samples = max_percentile_samples
+        self.sink, self.keep = sink, keep
+        self.columns = _stat_columns(self.percentiles)
+        self._col = {name: i for i, name in enumerate(self.columns)}
+        self._activations, self._weights = self._select_modules(layers)
+        self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self._buffer = StatsBuffer(self.columns, flush_every, self._device)
+        self._histograms = HistogramRecorder(histogram_bins, flush_every, self._device) if histograms else None
+        self._rows: dict[str, RowInfo] = {}
+        self._row_list: list[RowInfo] = []
+        self._frames: list[pd.DataFrame] = []
+        self._histogram_frames: list[pd.DataFrame] = []
+        self._handles: list[Any] = []
+        self._index_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
+        self._modes: dict[nn.Module, bool] = {}
+        self._step = 0
+        self._recording = False
+        self._open = False
+        self._generation = 0
+        self._snapshot: list[torch.Tensor] | None = None
+        self._snapshot_fresh = False
+        self._reset_captures()
+
+    # ------------------------------------------------------------------ selection
+    def _select_modules(self, layers: Iterable[str | type[nn.Module]] | None) -> tuple[dict[nn.Module, tuple[str, SaturationRule]], dict[nn.Module, str]]:
+        named = [(name or "(root)", module) for name, module in self.model.named_modules()]
+        patterns = [entry for entry in (layers or []) if isinstance(entry, str)]
+        types = tuple(entry for entry in (layers or []) if isinstance(entry, type))
+        bad = [entry for entry in (layers or []) if not isinstance(entry, (str, type))]
+        if bad:
+            raise ProbeError(f"layers entries must be names, patterns or module types, got {bad!r}")
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name, _ in named):
+                names = ", ".join(name for name, _ in named[:40])
+                raise ProbeError(f"layers: {pattern!r} matches no module of the model; its modules are: {names}")
+
+        def chosen(name: str, module: nn.Module) -> bool:
+            if layers is None:
+                return True
+            return any(fnmatch.fnmatchcase(name, p) for p in patterns) or (bool(types) and isinstance(module, types))
+
+        activations: dict[nn.Module, tuple[str, SaturationRule]] = {}
+        weights: dict[nn.Module, str] = {}
+        for name, module in named:
+            if not chosen(name, module):
+                continue
+            if activation_name(module) is not None:
+                activations[module] = (name, rule_for_module(module, self.saturation_eps))
+            elif isinstance(getattr(module, "weight", None), nn.Parameter):
+                weights[module] = name
+        return activations, weights
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Probe":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> "Probe":
+        """Attach the probe (hooks only on recorded steps); return self. ``with Probe(...)`` calls this."""
+        if self._open:
+            raise ProbeError("this probe is already started; use one `with Probe(...)` block per probe")
+        self._open = True
+        self._modes = {m: m.training for m in self.model.modules()}
+        _ACTIVE.append(self)
+        self._set_recording(self.schedule(self._step))
+        return self
+
+    def close(self) -> None:
+        """Remove every hook, flush what is recorded, and restore each module's train/eval mode."""
+        if not self._open:
+            return
+        try:
+            self._detach()
+            self._open = False
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+            for module, training in self._modes.items():
+                module.training = training
+        finally:
+            self._reset_captures()
+            self.flush()
+
+    @property
+    def step_index(self) -> int:
+        """Return the index (0-based) of the optimizer step now in progress."""
+        return self._step
+
+    def step(self) -> None:
+        """Mark the end of one optimizer step: compute its statistics if it is recorded."""
+        if not self._open:
+            raise ProbeError("probe.step() called outside the `with Probe(...)` block")
+        if self._recording:
+            self._record()
+        self._reset_captures()
+        self._step += 1
+        self._set_recording(self.schedule(self._step))
+
+    def _set_recording(self, recording: bool) -> None:
+        self._recording = recording
+        if recording and not self._handles:
+            self._attach()
+        elif not recording and self._handles:
+            self._detach()
+
+    def _attach(self) -> None:
+        self._handles.append(self.model.register_forward_pre_hook(self._on_root_forward))
+        for module, (name, rule) in self._activations.items():
+            self._handles.append(module.register_forward_pre_hook(self._activation_hook(name, rule, module)))
+        for module, name in self._weights.items():
+            if isinstance(module, _NormBase) or name not in self._rows:
+                self._handles.append(module.register_forward_pre_hook(self._weight_hook(name, module)))
+
+    def _detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _reset_captures(self) -> None:
+        self._generation += 1
+        self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
+        self._rules: dict[str, SaturationRule] = {}
+        self._bn_inputs: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._calls: dict[str, int] = defaultdict(int)
+        self._snapshot_fresh = False
+
+    # ------------------------------------------------------------------ hooks
+    def _row(self, key: str, kind: str, module_type: str, activation: str | None) -> RowInfo:
+        row = self._rows.get(key)
+        if row is None:
+            row = RowInfo(len(self._row_list), key, len(self._row_list), kind, module_type, activation)
+            self._rows[key] = row
+            self._row_list.append(row)
+            self._buffer.ensure_rows(len(self._row_list))
+            if self._histograms is not None:
+                self._histograms.ensure_rows(len(self._row_list))
+        return row
+
+    def _call_key(self, name: str) -> str:
+        count = self._calls[name]
+        self._calls[name] = count + 1
+        return name if count == 0 else f"{name}#{count}"
+
+    def _on_root_forward(self, module: nn.Module, args: Any) -> None:
+        self._calls.clear()
+        if not self._snapshot_fresh and torch.is_grad_enabled():
+            self._take_snapshot()
+
+    def _activation_hook(self, name: str, rule: SaturationRule, module: nn.Module) -> Callable[..., None]:
+        inplace = bool(getattr(module, "inplace", False))
+        module_type = type(module).__name__
+
+        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
+                self._capture(self._call_key(name), args[0], rule, "activation", module_type, copy=inplace)
+
+        return hook
+
+    def _weight_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
+        kind = "norm" if isinstance(module, _NORM_TYPES) else "weight"
+        module_type = type(module).__name__
+        is_batchnorm = isinstance(module, _NormBase)
+
+        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            if not torch.is_grad_enabled():
+                return
+            self._row(name, kind, module_type, None)
+            if is_batchnorm and args and isinstance(args[0], torch.Tensor):
+                self._bn_inputs[name].append(args[0].detach())
+
+        return hook
+
+    def _capture(self, key: str, x: torch.Tensor, rule: SaturationRule, kind: str, module_type: str, copy: bool = False) -> None:
+        self._row(key, kind, module_type, rule.name)
+        kept = x.detach()
+        self._pre[key].append(kept.clone() if copy else kept)
+        self._grads[key].append(None)
+        self._rules[key] = rule
+        if x.requires_grad:
+            x.register_hook(self._gradient_hook(key, len(self._grads[key]) - 1, self._generation))
+
+    def _gradient_hook(self, key: str, index: int, generation: int) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            if generation != self._generation:
+                return  # a graph kept past probe.step(): that step is already recorded
+            grads = self._grads[key]
+            grads[index] = grad.detach() if grads[index] is None else grads[index] + grad.detach()
+
+        return hook
+
+    def tap(self, tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
+        """Record `tensor` as the pre-activation of a functional activation; return `tensor` unchanged.
+
+        Module hooks cannot see ``torch.sigmoid(x)`` inside a forward; tapping its input gives
+        the same row an ``nn.Sigmoid`` module would get (kind ``tap``).
+        """
+        if self._open and self._recording and torch.is_grad_enabled():
+            rule = self._rules.get(name) or rule_for_name(activation, self.saturation_eps)
+            self._capture(self._call_key(name), tensor, rule, "tap", "tap")
+        return tensor
+
+    # ------------------------------------------------------------------ statistics
+    def _take_snapshot(self) -> None:
+        weights = [m.weight.detach() for m in self._weights]
+        if weights:
+            if self._snapshot is None:
+                self._snapshot = [w.clone() for w in weights]
+            else:
+                torch._foreach_copy_(self._snapshot, weights)
+        self._snapshot_fresh = True
+
+    def _record(self) -> None:
+        with torch.no_grad():
+            slot = self._buffer.open_slot(self._step)
+            self._record_activations(slot)
+            self._record_weights(slot)
+            self._record_batchnorm(slot)
+            if self._histograms is not None:
+                self._histograms.record(self._step, self._pre, self._grads, self._rows)
+        if self._buffer.full or (self._histograms is not None and self._histograms.full):
+            self.flush()
+
+    def _write(self, slot: int, keys: list[str], columns: Sequence[str], values: torch.Tensor) -> None:
+        cache_key = (tuple(keys), tuple(columns))
+        indices = self._index_cache.get(cache_key)
+        if indices is None:
+            rows = [self._rows[k].index for k in keys]
+            indices = (
+                rows,
+                torch.tensor(rows, device=self._device),
+                torch.tensor([self._col[c] for c in columns], device=self._device),
+            )
+            self._index_cache[cache_key] = indices
+        row_ids, row_tensor, column_tensor = indices
+        self._buffer.write(slot, row_tensor, column_tensor, values, row_ids)
+
+    def _record_activations(self, slot: int) -> None:
+        groups: dict[tuple[Any, ...], list[tuple[str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        for key, tensors in self._pre.items():
+            x = as_units_layout(tensors[0] if len(tensors) == 1 else torch.cat(tensors), self.unit_dim)
+            grads = self._grads[key]
+            g = None
+            if all(t is not None for t in grads):
+                g = as_units_layout(grads[0] if len(grads) == 1 else torch.cat(grads), self.unit_dim)  # type: ignore[arg-type]
+            groups[(tuple(x.shape), x.dtype, self._rules[key], g is not None)].append((key, x, g))
+        pre_columns = self.columns[: 4 + len(self.percentiles)] + ("saturated_frac", "dead_units_frac", "nonfinite_count")
+        for members in groups.values():
+            keys = [k for k, _, _ in members]
+            x = torch.stack([x for _, x, _ in members]) if len(members) > 1 else members[0][1].unsqueeze(0)
+            values = pre_activation_stats(x, self._rules[keys[0]], self.percentiles, self.max_percentile_samples)
+            columns: tuple[str, ...] = pre_columns
+            if members[0][2] is not None:
+                g = torch.stack([g for _, _, g in members]) if len(members) > 1 else members[0][2].unsqueeze(0)  # type: ignore[misc]
+                values = torch.cat((values, gradient_stats(g)), dim=1)
+                columns = pre_columns + GRADIENT_COLUMNS
+            self._write(slot, keys, columns, values)
+
+    def _record_weights(self, slot: int) -> None:
+        modules = [m for m in self._weights if self._weights[m] in self._rows]
+        if not modules:
+            return
+        keys = [self._weights[m] for m in modules]
+        weights = [m.weight.detach() for m in modules]
+        grads = [m.weight.grad for m in modules]
+        if all(g is not None for g in grads):
+            grad_norms = torch.stack(torch._foreach_norm(grads))
+        else:
+            grad_norms = torch.stack([torch.linalg.vector_norm(g) if g is not None else torch.tensor(math.nan) for g in grads])
+        if self._snapshot_fresh and self._snapshot is not None:
+            # the weights this step's forward pass used, i.e. before the optimizer's update
+            index = {m: i for i, m in enumerate(self._weights)}
+            before = [self._snapshot[index[m]] for m in modules]
+            norms = torch.stack(torch._foreach_norm(before))
+            change = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, before)))
+            ratio = change / norms
+        else:
+            norms = torch.stack(torch._foreach_norm(weights))
+            ratio = torch.full_like(norms, math.nan)
+        self._write(slot, keys, ("weight_norm", "weight_grad_norm", "update_ratio"), torch.stack((norms, grad_norms, ratio), dim=1))
+
+    def _record_batchnorm(self, slot: int) -> None:
+        for key, inputs in self._bn_inputs.items():
+            module = next(m for m, name in self._weights.items() if name == key)
+            x = as_units_layout(inputs[0] if len(inputs) == 1 else torch.cat(inputs), 1).unsqueeze(0)
+            moments = batch_moments_per_unit(x)[0]
+            nan = moments.new_tensor(math.nan)
+            bias = module.bias.detach() if getattr(module, "bias", None) is not None else None
+            running_mean = getattr(module, "running_mean", None)
+            running_var = getattr(module, "running_var", None)
+            values = torch.stack(
+                (
+                    moments[0],
+                    moments[1],
+                    torch.linalg.vector_norm(module.weight.detach()),
+                    torch.linalg.vector_norm(bias) if bias is not None else nan,
+                    torch.linalg.vector_norm(running_mean) if running_mean is not None else nan,
+                    running_var.mean() if running_var is not None else nan,
+                )
+            ).unsqueeze(0)
+            self._write(slot, [key], ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean"), values)
+
+    # ------------------------------------------------------------------ output
+    def flush(self) -> None:
+        """Copy recorded statistics to the host (one transfer) and hand them to the sink / keep them."""
+        if self._buffer.used == 0 and (self._histograms is None or self._histograms.used == 0):
+            return
+        stats = frame_from_drain(*self._buffer.drain(), self._row_list, self.columns)
+        histograms = self._histograms.drain(self._row_list) if self._histograms is not None else None
+        if self.keep:
+            self._frames.append(stats)
+            if histograms is not None:
+                self._histogram_frames.append(histograms)
+        if self.sink is not None:
+            self.sink(stats, histograms)
+
+    def frame(self) -> pd.DataFrame:
+        """Return every recorded row kept so far: one row per (step, layer), columns as in records.LAYER_ID_COLUMNS + stats."""
+        self.flush()
+        if not self._frames:
+            return frame_from_drain(*self._buffer.drain(), self._row_list, self.columns)
+        return pd.concat(self._frames, ignore_index=True)
+
+    def histogram_frame(self) -> pd.DataFrame:
+        """Return the recorded histograms: columns step, layer, quantity, bin_left, bin_right, count."""
+        if self._histograms is None:
+            raise ProbeError("histograms were not recorded: create the probe with Probe(model, histograms=True)")
+        self.flush()
+        if not self._histogram_frames:
+            return self._histograms.drain(self._row_list)
+        return pd.concat(self._histogram_frames, ignore_index=True)
