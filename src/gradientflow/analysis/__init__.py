@@ -1,0 +1,5 @@
+"""Pure functions over stored records: gradient-flow profiles, summaries, verdicts."""
+
+from .summary import activation_rows, gradient_ratio, layer_summary, run_summaries
+
+__all__ = ["activation_rows", "gradient_ratio", "layer_summary", "run_summaries"]

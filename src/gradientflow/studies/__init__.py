@@ -1,0 +1,1 @@
+"""Studies: the demo, the canonical study behind `explain`, and paper reproductions."""
