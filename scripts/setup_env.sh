@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install gradientflow into it, with torch pinned to the CPU build.
+# Sourced by main.sh and test.sh; EXTRAS selects optional dependencies (e.g. "test").
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${GRADIENTFLOW_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+  "$python" -m venv "$venv"
+fi
+# torch first and exactly 2.13.0: any other version, or an unpinned one, pulls a multi-GB CUDA build.
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+spec="$root"
+if [ -n "${EXTRAS:-}" ]; then spec="$root[$EXTRAS]"; fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite on a fresh machine: set up .venv with the test extras, check import layers, run pytest.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+EXTRAS=test bash "$root/scripts/setup_env.sh"
+cd "$root"
+.venv/bin/lint-imports
+exec .venv/bin/python -m pytest "$@"
