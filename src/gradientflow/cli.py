@@ -22,7 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-console = Console()
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console() if Console().is_terminal else Console(width=200)
 errors = Console(stderr=True)
 DB_OPTION = typer.Option("gradientflow.db", "--db", help="SQLite results database (created if missing).")
 
@@ -153,12 +154,14 @@ def list_runs(db: Path = DB_OPTION) -> None:
         if summary.empty:
             console.print(f"no runs in {db}")
             return
-        table = Table(title=f"runs in {db} (grad ratio = grad_rms of first / last activation layer; << 1 means vanishing)")
-        for column in ["id", "name", *differing, "status", "steps", "test acc", "grad ratio init", "grad ratio final", "diverged at"]:
-            table.add_column(column)
+        table = Table(title=f"runs in {db}", caption="grad ratio: grad_rms of the first / last activation layer (far below 1: vanishing; far above: exploding)")
+        # the name repeats what the differing keys say when a sweep made the runs
+        show_names = not differing
+        for column in ["id", *(["name"] if show_names else []), *differing, "status", "steps", "test acc", "grad ratio init", "grad ratio final", "diverged at"]:
+            table.add_column(column, no_wrap=True)
         for row in summary.to_dict("records"):
             table.add_row(
-                row["run_id"][:8], row["name"], *[_fmt(row[k]) for k in differing], row["status"], _fmt(row["steps_done"]),
+                row["run_id"][:8], *([row["name"]] if show_names else []), *[_fmt(row[k]) for k in differing], row["status"], _fmt(row["steps_done"]),
                 _fmt(row["test_accuracy"]), _fmt(row["grad_ratio_init"]), _fmt(row["grad_ratio_final"]),
                 "-" if row["diverged_at"] is None or (isinstance(row["diverged_at"], float) and math.isnan(row["diverged_at"])) else _fmt(row["diverged_at"]),
             )

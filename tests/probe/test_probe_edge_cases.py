@@ -187,3 +187,18 @@ def test_histograms_count_every_element() -> None:
     totals = hist.groupby(["step", "layer", "quantity"])["count"].sum()
     assert (totals == 8 * 12).all()
     assert set(hist["quantity"]) == {"pre_activation", "log10_abs_grad"}
+
+
+def test_update_ratio_of_a_large_weight_is_estimated_on_a_subset_close_to_exact() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(600, 400), nn.Tanh(), nn.Linear(400, 2))  # 240,000 > UPDATE_SAMPLE_LIMIT
+    before = model[0].weight.detach().clone()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    with Probe(model) as probe:
+        nn.functional.cross_entropy(model(torch.randn(32, 600)), torch.randint(0, 2, (32,))).backward()
+        optimizer.step()
+        probe.step()
+    exact = ((model[0].weight.detach() - before).norm() / before.norm()).item()
+    row = probe.frame().set_index("layer").loc["0"]
+    assert row["weight_norm"] == pytest.approx(before.norm().item(), rel=1e-5)
+    assert row["update_ratio"] == pytest.approx(exact, rel=0.05)

@@ -25,6 +25,7 @@ from .activations import SaturationRule, activation_name, rule_for_module, rule_
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
 from .schedule import Schedule, as_schedule
+from .weights import WeightTracker
 from .stats import GRADIENT_COLUMNS, as_units_layout, batch_moments_per_unit, gradient_stats, pre_activation_stats
 
 __all__ = ["Probe", "tap"]
@@ -124,7 +125,7 @@ class Probe:
         self._recording = False
         self._open = False
         self._generation = 0
-        self._snapshot: list[torch.Tensor] | None = None
+        self._weight_tracker = WeightTracker(list(self._weights))
         self._snapshot_fresh = False
         self._reset_captures()
 
@@ -310,12 +311,7 @@ class Probe:
 
     # ------------------------------------------------------------------ statistics
     def _take_snapshot(self) -> None:
-        weights = [m.weight.detach() for m in self._weights]
-        if weights:
-            if self._snapshot is None:
-                self._snapshot = [w.clone() for w in weights]
-            else:
-                torch._foreach_copy_(self._snapshot, weights)
+        self._weight_tracker.snapshot()
         self._snapshot_fresh = True
 
     def _record(self) -> None:
@@ -369,23 +365,10 @@ class Probe:
         if not modules:
             return
         keys = [self._weights[m] for m in modules]
-        weights = [m.weight.detach() for m in modules]
-        grads = [m.weight.grad for m in modules]
-        if all(g is not None for g in grads):
-            grad_norms = torch.stack(torch._foreach_norm(grads))
-        else:
-            grad_norms = torch.stack([torch.linalg.vector_norm(g) if g is not None else torch.tensor(math.nan) for g in grads])
-        if self._snapshot_fresh and self._snapshot is not None:
-            # the weights this step's forward pass used, i.e. before the optimizer's update
-            index = {m: i for i, m in enumerate(self._weights)}
-            before = [self._snapshot[index[m]] for m in modules]
-            norms = torch.stack(torch._foreach_norm(before))
-            change = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, before)))
-            ratio = change / norms
-        else:
-            norms = torch.stack(torch._foreach_norm(weights))
-            ratio = torch.full_like(norms, math.nan)
-        self._write(slot, keys, ("weight_norm", "weight_grad_norm", "update_ratio"), torch.stack((norms, grad_norms, ratio), dim=1))
+        if not self._snapshot_fresh:
+            self._weight_tracker.forget()
+        values = self._weight_tracker.measure(modules)
+        self._write(slot, keys, ("weight_norm", "weight_grad_norm", "update_ratio"), values)
 
     def _record_batchnorm(self, slot: int) -> None:
         for key, inputs in self._bn_inputs.items():

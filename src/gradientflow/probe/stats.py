@@ -59,17 +59,41 @@ def _sample_positions(n: int, samples: int, device: torch.device) -> torch.Tenso
     return torch.randperm(n, generator=generator)[:samples].sort().values.to(device)
 
 
-def _percentiles(flat: torch.Tensor, percentiles: Sequence[float], max_samples: int) -> torch.Tensor:
-    """Percentiles along dim 1 of ``(layers, n)``; above `max_samples` elements, of a fixed random subsample."""
+def _sorted_sample(flat: torch.Tensor, max_samples: int) -> torch.Tensor:
+    """Sorted values along dim 1 of ``(layers, n)``: all of them, or a fixed random subset of `max_samples`."""
     n = flat.shape[1]
     if n > max_samples:
         flat = flat.index_select(1, _sample_positions(n, max_samples, flat.device))
-        n = max_samples
-    ordered = flat.sort(dim=1).values
-    lower, upper, weight = _positions_on(n, tuple(percentiles), flat.device)
+    return flat.sort(dim=1).values
+
+
+def _percentiles(ordered: torch.Tensor, percentiles: Sequence[float]) -> torch.Tensor:
+    """Percentiles (numpy's linear interpolation) of each row of an already sorted ``(layers, n)``."""
+    lower, upper, weight = _positions_on(ordered.shape[1], tuple(percentiles), ordered.device)
     low = ordered.index_select(1, lower)
     high = ordered.index_select(1, upper)
     return torch.lerp(low, high, weight)
+
+
+def _moments(flat: torch.Tensor, pivot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, population std) along dim 1, from a sum and a norm of ``flat - pivot``.
+
+    torch's std_mean is a slow single pass on CPU; a sum and a vectorised norm are several
+    times faster. Shifting by a pivot near the mean (the sample median) avoids the cancellation
+    of E[x^2] - E[x]^2 when the mean is large compared with the spread.
+    """
+    n = flat.shape[1]
+    centered = flat - pivot
+    offset = centered.sum(dim=1) / n
+    mean_square = torch.linalg.vector_norm(centered, dim=1).square() / n
+    return pivot[:, 0] + offset, (mean_square - offset.square()).clamp_min(0).sqrt()
+
+
+def _nonfinite_count(flat: torch.Tensor, check: torch.Tensor) -> torch.Tensor:
+    """Count NaN/Inf per row. On the CPU (where a sync is free) the pass is skipped when `check` is finite."""
+    if flat.device.type == "cpu" and bool(torch.isfinite(check).all()):
+        return torch.zeros(flat.shape[0], device=flat.device)
+    return flat.shape[1] - torch.isfinite(flat).sum(dim=1, dtype=torch.float32)
 
 
 @functools.lru_cache(maxsize=64)
@@ -95,13 +119,14 @@ def pre_activation_stats(
     x = x.float()
     layers = x.shape[0]
     flat = x.reshape(layers, -1)  # (layers, batch * units * rest)
-    std, mean = torch.std_mean(flat, dim=1, correction=0)
-    low, high = torch.aminmax(flat, dim=1)
-    quantiles = _percentiles(flat, percentiles, max_percentile_samples)  # (layers, len(percentiles))
+    ordered = _sorted_sample(flat, max_percentile_samples)
+    quantiles = _percentiles(ordered, percentiles)  # (layers, len(percentiles))
+    mean, std = _moments(flat, ordered[:, ordered.shape[1] // 2, None])
+    low, high = flat.amin(dim=1), flat.amax(dim=1)
     mask = rule.saturated(x)  # (layers, batch, units, rest)
     saturated = mask.reshape(layers, -1).sum(dim=1, dtype=torch.float32) / flat.shape[1]
-    dead = mask.all(dim=3).all(dim=1).sum(dim=1, dtype=torch.float32) / x.shape[2]
-    nonfinite = flat.numel() // layers - torch.isfinite(flat).sum(dim=1, dtype=torch.float32)
+    dead = mask.amin(dim=(1, 3)).sum(dim=1, dtype=torch.float32) / x.shape[2]  # amin of bools: "all"
+    nonfinite = _nonfinite_count(flat, std)
     head = torch.stack((mean, std, low, high), dim=1)
     tail = torch.stack((saturated, dead, nonfinite), dim=1)
     return torch.cat((head, quantiles, tail), dim=1)
@@ -116,7 +141,9 @@ def gradient_stats(g: torch.Tensor) -> torch.Tensor:
     flat = g.float().reshape(layers, -1)
     norm = torch.linalg.vector_norm(flat, dim=1)
     rms = norm / math.sqrt(flat.shape[1])
-    std, mean = torch.std_mean(flat, dim=1, correction=0)
+    # gradients are centred near 0 compared with their spread: no pivot needed
+    mean = flat.sum(dim=1) / flat.shape[1]
+    std = (rms.square() - mean.square()).clamp_min(0).sqrt()
     return torch.stack((rms, norm, mean, std), dim=1)
 
 
@@ -124,5 +151,7 @@ def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
     """For inputs stacked as ``(layers, batch, units, rest)``: ``(layers, 2)`` = mean over units of
     the batch mean, and mean over units of the batch variance (ddof=0), as BatchNorm computes them."""
     x = x.float()
-    var, mean = torch.var_mean(x, dim=(1, 3), correction=0)  # (layers, units)
-    return torch.stack((mean.mean(dim=1), var.mean(dim=1)), dim=1)
+    per_unit = x.shape[1] * x.shape[3]
+    unit_mean = x.sum(dim=(1, 3), keepdim=True) / per_unit  # (layers, 1, units, 1)
+    spread = torch.linalg.vector_norm((x - unit_mean).reshape(x.shape[0], -1), dim=1).square() / x[0].numel()
+    return torch.stack((unit_mean.reshape(x.shape[0], -1).mean(dim=1), spread), dim=1)
