@@ -23,6 +23,8 @@ __all__ = [
     "MetricPoint",
     "RunInfo",
     "RunOutcome",
+    "Verdict",
+    "Finding",
 ]
 
 #: Percentiles of pre-activations recorded by default: those of Ioffe & Szegedy (2015), Figure 1.
@@ -111,3 +113,26 @@ class RunOutcome:
     steps_done: int
     diverged_at: int | None = None
     message: str | None = None
+
+
+Verdict = Literal["supported", "not supported", "mixed"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One claim checked against measurements: what was run, what was measured, and the verdict.
+
+    `measurements` maps a short label to a measured number (units in the label, e.g.
+    ``"grad ratio, sigmoid depth 20, no BN, init"``); `verdict` is computed from those numbers by
+    the rule stated in `rule`; `summary` is one sentence generated from the same numbers.
+    `run_ids` are the stored runs behind the numbers, so a report can plot them.
+    """
+
+    claim_id: int
+    claim: str
+    experiment: str
+    rule: str
+    measurements: dict[str, float]
+    verdict: Verdict
+    summary: str
+    run_ids: tuple[str, ...] = ()
