@@ -69,9 +69,8 @@ def _sorted_sample(flat: torch.Tensor, max_samples: int) -> torch.Tensor:
 
 def _percentiles(ordered: torch.Tensor, percentiles: Sequence[float]) -> torch.Tensor:
     """Percentiles (numpy's linear interpolation) of each row of an already sorted ``(layers, n)``."""
-    lower, upper, weight = _positions_on(ordered.shape[1], tuple(percentiles), ordered.device)
-    low = ordered.index_select(1, lower)
-    high = ordered.index_select(1, upper)
+    lower_and_upper, weight = _positions_on(ordered.shape[1], tuple(percentiles), ordered.device)
+    low, high = ordered.index_select(1, lower_and_upper).chunk(2, dim=1)  # one gather for both
     return torch.lerp(low, high, weight)
 
 
@@ -97,9 +96,9 @@ def _nonfinite_count(flat: torch.Tensor, check: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _positions_on(n: int, percentiles: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _positions_on(n: int, percentiles: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     lower, upper, weight = percentile_positions(n, percentiles)
-    return lower.to(device), upper.to(device), weight.to(device)
+    return torch.cat((lower, upper)).to(device), weight.to(device)
 
 
 def pre_activation_stats(
@@ -122,7 +121,10 @@ def pre_activation_stats(
     ordered = _sorted_sample(flat, max_percentile_samples)
     quantiles = _percentiles(ordered, percentiles)  # (layers, len(percentiles))
     mean, std = _moments(flat, ordered[:, ordered.shape[1] // 2, None])
-    low, high = flat.amin(dim=1), flat.amax(dim=1)
+    if ordered.shape[1] == flat.shape[1]:  # the sample is everything: its ends are the extremes
+        low, high = ordered[:, 0], ordered[:, -1]
+    else:
+        low, high = flat.amin(dim=1), flat.amax(dim=1)
     mask = rule.saturated(x)  # (layers, batch, units, rest)
     saturated = mask.reshape(layers, -1).sum(dim=1, dtype=torch.float32) / flat.shape[1]
     dead = mask.amin(dim=(1, 3)).sum(dim=1, dtype=torch.float32) / x.shape[2]  # amin of bools: "all"
