@@ -1,0 +1,350 @@
+"""The canonical study behind `gradientflow explain`: does BN "resolve" vanishing gradients, and how?
+
+Nine claims (from a Q&A answer and Ioffe & Szegedy 2015, see `analysis.claims`) are checked on
+six small sweeps over the offline mnist5k data, stored through the runner (a rerun reuses finished
+runs), plus claim 9's in-process look at BN's backward pass (`studies.bn_backward`).
+
+Modes: ``quick`` (<= 90 s on 2 cores: one seed, short runs, depths 5 and 10), ``full`` (<= 10 min:
+two seeds, longer runs, depth 20 and a depth-50 BN-ReLU net) and ``tiny`` (seconds; tests only,
+its verdicts mean little).
+
+All runs of the study go through ONE process pool: a spawned worker costs ~4 s of imports on this
+machine (10-20 s per pool under load), so one `runner.run_sweep(workers=2)` per experiment would
+spend most of the quick budget starting processes. Skipping finished runs and storing use the
+runner's own `plan` and `execute_run`, so ids, resume and stored rows are exactly `run_sweep`'s.
+"""
+
+from __future__ import annotations
+
+import html
+import multiprocessing
+import queue as queue_module
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import pandas as pd
+import torch
+
+from ..analysis import claims
+from ..errors import GradientflowError
+from ..records import Finding, RunOutcome
+from ..runner import RunnerEvents, execute_run, load_run_dataset, plan
+from ..spec import ExperimentSpec, ResolvedRun, from_dict
+from ..store import Store
+from .bn_backward import autograd_error, measure_bn_gradients
+
+__all__ = ["Mode", "Experiment", "ExplainResult", "study", "run_study", "compute_findings", "explain", "write_fallback_html"]
+
+Mode = Literal["tiny", "quick", "full"]
+MODES: tuple[str, ...] = ("tiny", "quick", "full")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One sweep of the study and the claims its runs feed."""
+
+    key: str
+    title: str
+    spec: ExperimentSpec
+    claims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Budget:
+    steps: int  # training steps of the trained experiments
+    every: int  # probe interval: step 0 and ~10 later points are enough for start/end comparisons
+    seeds: tuple[int, ...]
+    depths: tuple[int, ...]  # claim 1's depths
+    relu_depths: tuple[int, ...]  # claim 6's depths (init only, so deep is cheap)
+    drift_steps: int  # claim 4 needs the distribution to have time to move
+    lrs: tuple[float, ...]
+    backward_steps: int
+
+
+_BUDGETS: dict[str, _Budget] = {
+    "tiny": _Budget(20, 10, (0,), (5, 10), (5, 10), 40, (0.1, 3.0, 30.0), 2),
+    "quick": _Budget(200, 20, (0,), (5, 10), (5, 10, 20), 600, (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0), 5),
+    "full": _Budget(1000, 50, (0, 1), (5, 10, 20), (5, 10, 20, 50), 3000, (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0), 20),
+}
+
+
+def _spec(name: str, model: dict[str, Any], steps: int, every: int, sweep: dict[str, Any], batch: int = 60, lr: float = 0.1) -> ExperimentSpec:
+    return from_dict(
+        {
+            "name": f"explain-{name}",
+            "model": {"arch": "mlp", "width": 100, "init": "pytorch_default", **model},
+            "data": {"name": "mnist5k", "batch_size": batch},
+            "optim": {"name": "sgd", "lr": lr},
+            "train": {"steps": steps, "eval_every": steps},  # accuracy at init and at the end
+            "probe": {"every": every},
+            "sweep": sweep,
+        }
+    )
+
+
+def study(mode: Mode = "quick") -> list[Experiment]:
+    """The study's experiments in `mode` (tiny | quick | full), in the order they are run."""
+    if mode not in _BUDGETS:
+        raise GradientflowError(f"explain mode {mode!r} is not one of {', '.join(MODES)}")
+    b = _BUDGETS[mode]
+    seeds = list(b.seeds)
+    return [
+        Experiment(
+            "vanishing", "sigmoid/tanh MLPs by depth, with and without BN, PyTorch default init",
+            _spec("vanishing", {}, b.steps, b.every, {"model.activation": ["sigmoid", "tanh"], "model.depth": list(b.depths), "model.norm": ["none", "batch"], "seeds": seeds}),
+            (1, 2, 3, 8),
+        ),
+        Experiment(
+            "saturation", "depth-5 sigmoid/tanh MLPs with N(0,1) weights, with and without BN",
+            _spec("saturation", {"depth": 5, "init": "small_gaussian", "init_std": 1.0}, b.steps, b.every, {"model.activation": ["sigmoid", "tanh"], "model.norm": ["none", "batch"], "seeds": seeds}),
+            (2, 3, 8),
+        ),
+        Experiment(
+            "drift", "3 x 100 sigmoid MLP, N(0, 0.01^2) init, lr 0.5 (BN paper Fig. 1 setting)",
+            _spec("drift", {"depth": 3, "init": "small_gaussian", "init_std": 0.01}, b.drift_steps, b.every, {"model.norm": ["none", "batch"], "seeds": seeds}, lr=0.5),
+            (4,),
+        ),
+        Experiment(
+            "learning-rate", "depth-5 sigmoid MLP, learning-rate sweep, with and without BN",
+            _spec("learning-rate", {"depth": 5}, b.steps, b.every, {"model.norm": ["none", "batch"], "optim.lr": list(b.lrs), "seeds": seeds}),
+            (5,),
+        ),
+        Experiment(
+            "bn-relu-depth", "plain BN-ReLU MLPs, width 256, batch 32, at initialization",
+            _spec("bn-relu-depth", {"activation": "relu", "norm": "batch", "width": 256}, 1, 1, {"model.depth": list(b.relu_depths), "seeds": [0, 1]}, batch=32),
+            (6,),
+        ),
+        Experiment(
+            "weight-scale", "3 x 100 BN sigmoid MLP with initial weights scaled by a, at initialization",
+            _spec("weight-scale", {"depth": 3, "norm": "batch"}, 1, 1, {"model.weight_scale": [0.1, 1.0, 10.0]}),
+            (7,),
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class StudyRun:
+    """Every run of the study per experiment, what was already stored, and how the new runs ended."""
+
+    runs: dict[str, list[ResolvedRun]]
+    skipped: list[str]
+    outcomes: dict[str, RunOutcome] = field(default_factory=dict)
+
+    @property
+    def run_ids(self) -> list[str]:
+        """Ids of every run of the study, without duplicates, in study order."""
+        return list(dict.fromkeys(r.run_id for runs in self.runs.values() for r in runs))
+
+    @property
+    def failed(self) -> list[str]:
+        """Ids of the runs that failed (an error, not a divergence)."""
+        return [run_id for run_id, outcome in self.outcomes.items() if outcome.status == "failed"]
+
+
+_progress_queue: Any = None
+
+
+def _worker_init(progress_queue: Any) -> None:
+    global _progress_queue
+    torch.set_num_threads(1)  # two one-thread workers use two cores better than one two-thread run
+    _progress_queue = progress_queue
+
+
+def _worker(run: ResolvedRun, db_path: str) -> RunOutcome:
+    last = [0]
+
+    def report(done: int, total: int) -> None:
+        if done - last[0] >= max(1, total // 50) or done == total:
+            last[0] = done
+            _progress_queue.put((run.run_id, done, total))
+
+    try:
+        return execute_run(run, db_path, report)
+    except GradientflowError:
+        raise
+    except Exception as error:  # a failed run is recorded as such; the study goes on
+        return RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
+
+
+def _cost(run: ResolvedRun) -> int:
+    return run.spec.train.steps * run.spec.model.depth * run.spec.model.width
+
+
+def run_study(experiments: Sequence[Experiment], db: str | Path, workers: int = 2, events: RunnerEvents | None = None) -> StudyRun:
+    """Run every experiment's runs not yet finished in `db`, in one pool of `workers` processes."""
+    events = events or RunnerEvents()
+    per_experiment: dict[str, list[ResolvedRun]] = {}
+    todo: dict[str, ResolvedRun] = {}
+    for experiment in experiments:
+        runs, missing = plan(experiment.spec, db)
+        per_experiment[experiment.key] = runs
+        todo.update((r.run_id, r) for r in missing)
+    done = StudyRun(per_experiment, [r for r in dict.fromkeys(r.run_id for rs in per_experiment.values() for r in rs) if r not in todo])
+    ordered = sorted(todo.values(), key=_cost, reverse=True)  # longest first: the pool ends together
+    for run in ordered[:1]:
+        load_run_dataset(run.spec)  # a missing data set fails here, before any run starts
+    if workers <= 1 or len(ordered) <= 1:
+        for run in ordered:
+            if events.on_start:
+                events.on_start(run)
+            progress = (lambda d, t, rid=run.run_id: events.on_progress(rid, d, t)) if events.on_progress else None
+            outcome = execute_run(run, db, progress)
+            done.outcomes[run.run_id] = outcome
+            if events.on_end:
+                events.on_end(run, outcome)
+        return done
+    context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(progress_queue,)) as pool:
+        pending = {}
+        for run in ordered:
+            pending[pool.submit(_worker, run, str(db))] = run
+            if events.on_start:
+                events.on_start(run)
+        while pending:
+            finished, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress_queue, events)
+            for future in finished:
+                run = pending.pop(future)
+                done.outcomes[run.run_id] = future.result()
+                if events.on_end:
+                    events.on_end(run, done.outcomes[run.run_id])
+        _drain(progress_queue, events)
+    return done
+
+
+def _drain(progress_queue: Any, events: RunnerEvents) -> None:
+    while True:
+        try:
+            run_id, steps, total = progress_queue.get_nowait()
+        except (queue_module.Empty, OSError, ValueError):
+            return
+        if events.on_progress:
+            events.on_progress(run_id, steps, total)
+
+
+# -------------------------------------------------------------------------------------- findings
+
+
+@dataclass(frozen=True)
+class BackwardMeasurements:
+    """Claim 9's numbers: the numpy-vs-autograd error and the per-layer gradient frame."""
+
+    autograd_error: float
+    gradients: pd.DataFrame
+
+
+def measure_backward(mode: Mode = "quick") -> BackwardMeasurements:
+    """Run claim 9's in-process measurements (seconds)."""
+    return BackwardMeasurements(autograd_error(), measure_bn_gradients(_BUDGETS[mode].backward_steps))
+
+
+def compute_findings(store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None = None) -> list[Finding]:
+    """The findings of claims 1-8 from the stored runs (and claim 9 when `backward` is given)."""
+    from ..spec import expand
+
+    ids = {e.key: [r.run_id for r in expand(e.spec)] for e in experiments}
+    every = list(dict.fromkeys(i for v in ids.values() for i in v))
+    runs_all = store.runs_frame()
+    runs_all = runs_all[runs_all["run_id"].isin(every)]
+    stats = store.layer_stats_frame(every)
+    metrics = store.metrics_frame(every)
+
+    def runs(*keys: str) -> pd.DataFrame:
+        wanted = {i for k in keys for i in ids.get(k, [])}
+        return runs_all[runs_all["run_id"].isin(wanted)]
+
+    findings = [
+        claims.check_vanishing(runs("vanishing"), stats),
+        claims.check_bn_standardizes(runs("vanishing", "saturation"), stats),
+        claims.check_saturation(runs("vanishing", "saturation"), stats),
+        claims.check_percentile_drift(runs("drift"), stats),
+        claims.check_learning_rate(runs("learning-rate"), metrics),
+        claims.check_bn_relu_explosion(runs("bn-relu-depth"), stats),
+        claims.check_weight_scale_invariance(runs("weight-scale"), stats),
+        claims.check_tanh(runs("vanishing", "saturation"), stats),
+    ]
+    if backward is not None:
+        findings.append(claims.check_bn_backward(backward.gradients, backward.autograd_error))
+    return findings
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def write_fallback_html(findings: Sequence[Finding], output: Path, title: str) -> Path:
+    """A minimal page of the findings table, for when `gradientflow.report` is not installed."""
+    rows = []
+    for f in findings:
+        numbers = "<br>".join(f"{html.escape(k)}: {v:.4g}" for k, v in f.measurements.items())
+        rows.append(
+            f"<tr><td>{f.claim_id}</td><td>{html.escape(f.claim)}</td><td>{html.escape(f.verdict)}</td>"
+            f"<td>{html.escape(f.summary)}</td><td><small>{numbers}</small></td><td><small>{html.escape(f.rule)}</small></td></tr>"
+        )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+        f"<h1>{html.escape(title)}</h1><table border='1' cellpadding='4'><tr><th>#</th><th>claim</th><th>verdict</th>"
+        f"<th>summary</th><th>measurements</th><th>rule</th></tr>{''.join(rows)}</table></body></html>"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(page, encoding="utf-8")
+    return output
+
+
+TITLE = "Does batch normalization resolve vanishing gradients? Nine claims, measured"
+INTRO = (
+    "<p>Each claim below comes from a Q&amp;A answer on how batch normalization helps with vanishing "
+    "gradients, or from Ioffe &amp; Szegedy (2015), which it quotes. The verdicts are computed from the "
+    "measured numbers by the stated rules; runs are MLPs on 5,000 MNIST digits ({mode} study).</p>"
+)
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """What `explain` produced: findings, the page written, whether the full report was used, timings (s)."""
+
+    findings: list[Finding]
+    html_path: Path
+    used_report: bool
+    study: StudyRun
+    seconds: dict[str, float]
+
+
+def explain(output: Path, db: Path | None = None, mode: Mode = "quick", workers: int = 2, events: RunnerEvents | None = None, on_stage: Callable[[str], None] | None = None) -> ExplainResult:
+    """Run the study in `mode`, check the claims, write ``output/index.html``; see `ExplainResult`."""
+    stage = on_stage or (lambda text: None)
+    db = db or output / "explain.db"
+    output.mkdir(parents=True, exist_ok=True)
+    experiments = study(mode)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    stage("training the study's runs")
+    study_run = run_study(experiments, db, workers, events)
+    seconds["runs"] = time.perf_counter() - start
+    stage("claim 9: BN's backward pass")
+    start = time.perf_counter()
+    backward = measure_backward(mode)
+    seconds["bn backward"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with Store(db, readonly=True) as store:
+        findings = compute_findings(store, experiments, backward)
+        seconds["findings"] = time.perf_counter() - start
+        stage("writing the report")
+        start = time.perf_counter()
+        path = output / "index.html"
+        try:
+            from ..report import render_report
+        except ImportError:
+            render_report = None
+        if render_report is not None:
+            render_report(store, study_run.run_ids, path, findings=findings, title=TITLE, intro_html=INTRO.format(mode=mode))
+        else:
+            write_fallback_html(findings, path, TITLE)
+    seconds["report"] = time.perf_counter() - start
+    return ExplainResult(findings, path, render_report is not None, study_run, seconds)
