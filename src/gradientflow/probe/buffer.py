@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -85,17 +86,29 @@ class StatsBuffer:
 
 
 def frame_from_drain(
-    host: np.ndarray, steps: list[int], present: list[set[int]], rows: list[RowInfo], columns: tuple[str, ...]
+    host: np.ndarray,
+    steps: list[int],
+    present: list[set[int]],
+    rows: list[RowInfo],
+    raw_columns: tuple[str, ...],
+    derive: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    columns: tuple[str, ...],
 ) -> pd.DataFrame:
-    """Return the drained statistics as a table: one row per (step, layer) present, id columns first."""
+    """Return the drained statistics as a table: one row per (step, layer) present, id columns first,
+    then `columns` computed by `derive` from the raw columns."""
     slot_index: list[int] = []
     row_index: list[int] = []
     for slot, row_ids in enumerate(present):
         ordered = sorted(row_ids, key=lambda r: rows[r].order)
         slot_index.extend([slot] * len(ordered))
         row_index.extend(ordered)
-    values = host[np.asarray(slot_index, dtype=np.int64), np.asarray(row_index, dtype=np.int64)] if slot_index else np.empty((0, len(columns)), dtype=np.float32)
-    frame = pd.DataFrame(values.astype(np.float64), columns=list(columns))
+    if slot_index:
+        values = host[np.asarray(slot_index, dtype=np.int64), np.asarray(row_index, dtype=np.int64)].astype(np.float64)
+    else:
+        values = np.empty((0, len(raw_columns)), dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        derived = derive({name: values[:, i] for i, name in enumerate(raw_columns)})
+    frame = pd.DataFrame({name: np.broadcast_to(derived[name], (len(values),)) for name in columns})
     ids = pd.DataFrame(
         {
             "step": np.asarray([steps[s] for s in slot_index], dtype=np.int64),

@@ -26,13 +26,15 @@ from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
 from .schedule import Schedule, as_schedule
 from .weights import WeightTracker
-from .stats import GRADIENT_COLUMNS, as_units_layout, batch_moments_per_unit, gradient_stats, pre_activation_stats
+from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns, raw_gradient_stats, raw_pre_activation_stats
 
 __all__ = ["Probe", "tap"]
 
 _ACTIVE: list["Probe"] = []
 _NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
+_WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
+_BN_COLUMNS = ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean")
 
 
 def tap(tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
@@ -109,10 +111,11 @@ class Probe:
         self.max_percentile_samples = max_percentile_samples
         self.sink, self.keep = sink, keep
         self.columns = _stat_columns(self.percentiles)
-        self._col = {name: i for i, name in enumerate(self.columns)}
+        self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + _BN_COLUMNS
+        self._col = {name: i for i, name in enumerate(self._raw_columns)}
         self._activations, self._weights = self._select_modules(layers)
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self._buffer = StatsBuffer(self.columns, flush_every, self._device)
+        self._buffer = StatsBuffer(self._raw_columns, flush_every, self._device)
         self._histograms = HistogramRecorder(histogram_bins, flush_every, self._device) if histograms else None
         self._rows: dict[str, RowInfo] = {}
         self._row_list: list[RowInfo] = []
@@ -348,16 +351,16 @@ class Probe:
             if all(t is not None for t in grads):
                 g = as_units_layout(grads[0] if len(grads) == 1 else torch.cat(grads), self.unit_dim)  # type: ignore[arg-type]
             groups[(tuple(x.shape), x.dtype, self._rules[key], g is not None)].append((key, x, g))
-        pre_columns = self.columns[: 4 + len(self.percentiles)] + ("saturated_frac", "dead_units_frac", "nonfinite_count")
+        pre_columns = raw_columns(self.percentiles)
         for members in groups.values():
             keys = [k for k, _, _ in members]
             x = torch.stack([x for _, x, _ in members]) if len(members) > 1 else members[0][1].unsqueeze(0)
-            values = pre_activation_stats(x, self._rules[keys[0]], self.percentiles, self.max_percentile_samples)
+            values = raw_pre_activation_stats(x, self._rules[keys[0]], self.percentiles, self.max_percentile_samples)
             columns: tuple[str, ...] = pre_columns
             if members[0][2] is not None:
                 g = torch.stack([g for _, _, g in members]) if len(members) > 1 else members[0][2].unsqueeze(0)  # type: ignore[misc]
-                values = torch.cat((values, gradient_stats(g)), dim=1)
-                columns = pre_columns + GRADIENT_COLUMNS
+                values = torch.cat((values, raw_gradient_stats(g)), dim=1)
+                columns = pre_columns + RAW_GRADIENT
             self._write(slot, keys, columns, values)
 
     def _record_weights(self, slot: int) -> None:
@@ -368,7 +371,7 @@ class Probe:
         if not self._snapshot_fresh:
             self._weight_tracker.forget()
         values = self._weight_tracker.measure(modules)
-        self._write(slot, keys, ("weight_norm", "weight_grad_norm", "update_ratio"), values)
+        self._write(slot, keys, _WEIGHT_RAW, values)
 
     def _record_batchnorm(self, slot: int) -> None:
         for key, inputs in self._bn_inputs.items():
@@ -389,14 +392,14 @@ class Probe:
                     running_var.mean() if running_var is not None else nan,
                 )
             ).unsqueeze(0)
-            self._write(slot, [key], ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean"), values)
+            self._write(slot, [key], _BN_COLUMNS, values)
 
     # ------------------------------------------------------------------ output
     def flush(self) -> None:
         """Copy recorded statistics to the host (one transfer) and hand them to the sink / keep them."""
         if self._buffer.used == 0 and (self._histograms is None or self._histograms.used == 0):
             return
-        stats = frame_from_drain(*self._buffer.drain(), self._row_list, self.columns)
+        stats = self._drain_frame()
         histograms = self._histograms.drain(self._row_list) if self._histograms is not None else None
         if self.keep:
             self._frames.append(stats)
@@ -405,11 +408,21 @@ class Probe:
         if self.sink is not None:
             self.sink(stats, histograms)
 
+    def _derive(self, raw: dict) -> dict:
+        out = derive(raw, self.percentiles)
+        out["update_ratio"] = raw["update_norm"] / raw["tracked_weight_norm"]
+        for name in ("weight_norm", "weight_grad_norm", *_BN_COLUMNS):
+            out[name] = raw[name]
+        return out
+
+    def _drain_frame(self) -> pd.DataFrame:
+        return frame_from_drain(*self._buffer.drain(), self._row_list, self._raw_columns, self._derive, self.columns)
+
     def frame(self) -> pd.DataFrame:
         """Return every recorded row kept so far: one row per (step, layer), columns as in records.LAYER_ID_COLUMNS + stats."""
         self.flush()
         if not self._frames:
-            return frame_from_drain(*self._buffer.drain(), self._row_list, self.columns)
+            return self._drain_frame()
         return pd.concat(self._frames, ignore_index=True)
 
     def histogram_frame(self) -> pd.DataFrame:

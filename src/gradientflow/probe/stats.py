@@ -13,24 +13,25 @@ import functools
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
+from ..records import percentile_column as percentile_name
 from .activations import SaturationRule
 
 __all__ = [
     "as_units_layout",
-    "PRE_ACTIVATION_COLUMNS",
-    "GRADIENT_COLUMNS",
     "pre_activation_stats",
-    "gradient_stats",
+    "raw_pre_activation_stats",
+    "raw_gradient_stats",
+    "raw_columns",
+    "derive",
+    "RAW_HEAD",
+    "RAW_GRADIENT",
     "percentile_positions",
     "batch_moments_per_unit",
 ]
 
-#: Columns returned by `pre_activation_stats`, percentiles inserted after ``pre_max``.
-PRE_ACTIVATION_COLUMNS: tuple[str, ...] = ("pre_mean", "pre_std", "pre_min", "pre_max")
-_PRE_TAIL_COLUMNS: tuple[str, ...] = ("saturated_frac", "dead_units_frac", "nonfinite_count")
-GRADIENT_COLUMNS: tuple[str, ...] = ("grad_rms", "grad_norm", "grad_mean", "grad_std")
 
 
 def as_units_layout(x: torch.Tensor, unit_dim: int = 1) -> torch.Tensor:
@@ -64,28 +65,11 @@ def _sorted_sample(flat: torch.Tensor, max_samples: int) -> torch.Tensor:
     n = flat.shape[1]
     if n > max_samples:
         flat = flat.index_select(1, _sample_positions(n, max_samples, flat.device))
+    if flat.device.type == "cpu":
+        # numpy's vectorised sort is about 10x faster than torch's on the CPU, and a CPU tensor's
+        # memory is numpy's: no copy to a host leaves the device here
+        return torch.from_numpy(np.sort(flat.contiguous().numpy(), axis=1))
     return flat.sort(dim=1).values
-
-
-def _percentiles(ordered: torch.Tensor, percentiles: Sequence[float]) -> torch.Tensor:
-    """Percentiles (numpy's linear interpolation) of each row of an already sorted ``(layers, n)``."""
-    lower_and_upper, weight = _positions_on(ordered.shape[1], tuple(percentiles), ordered.device)
-    low, high = ordered.index_select(1, lower_and_upper).chunk(2, dim=1)  # one gather for both
-    return torch.lerp(low, high, weight)
-
-
-def _moments(flat: torch.Tensor, pivot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, population std) along dim 1, from a sum and a norm of ``flat - pivot``.
-
-    torch's std_mean is a slow single pass on CPU; a sum and a vectorised norm are several
-    times faster. Shifting by a pivot near the mean (the sample median) avoids the cancellation
-    of E[x^2] - E[x]^2 when the mean is large compared with the spread.
-    """
-    n = flat.shape[1]
-    centered = flat - pivot
-    offset = centered.sum(dim=1) / n
-    mean_square = torch.linalg.vector_norm(centered, dim=1).square() / n
-    return pivot[:, 0] + offset, (mean_square - offset.square()).clamp_min(0).sqrt()
 
 
 def _nonfinite_count(flat: torch.Tensor, check: torch.Tensor) -> torch.Tensor:
@@ -101,52 +85,103 @@ def _positions_on(n: int, percentiles: tuple[float, ...], device: torch.device) 
     return torch.cat((lower, upper)).to(device), weight.to(device)
 
 
-def pre_activation_stats(
-    x: torch.Tensor,
-    rule: SaturationRule,
-    percentiles: Sequence[float],
-    max_percentile_samples: int = 4096,
-) -> torch.Tensor:
-    """Statistics of pre-activations stacked as ``(layers, batch, units, rest)``.
+def raw_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
+    """Names of the sufficient statistics kept on the device for one activation row (see `derive`)."""
+    lows = tuple(f"q_low_{i}" for i in range(len(percentiles)))
+    highs = tuple(f"q_high_{i}" for i in range(len(percentiles)))
+    return RAW_HEAD + lows + highs
 
-    Returns a float32 tensor ``(layers, 4 + len(percentiles) + 3)``: mean, population std,
-    min, max, the percentiles (numpy's linear interpolation; exact up to `max_percentile_samples`
-    elements per layer, else over a fixed random subsample of that size), the saturated fraction of
-    elements, the fraction of units saturated for every element of the batch, and the count of
-    NaN/Inf elements.
+
+#: Sufficient statistics computed on the device; the published columns are derived from them on
+#: the host at flush time (`derive`), vectorised over every flushed step. Fewer device ops per step
+#: is what keeps the probe cheap for small networks, where each op costs more than its arithmetic.
+RAW_HEAD: tuple[str, ...] = (
+    "n", "units", "n_sample", "pivot", "centered_sum", "centered_norm", "pre_min", "pre_max",
+    "saturated_count", "dead_count", "nonfinite_count",
+)
+RAW_GRADIENT: tuple[str, ...] = ("grad_sum", "grad_norm")
+
+
+def raw_pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096) -> torch.Tensor:
+    """Sufficient statistics of pre-activations stacked as ``(layers, batch, units, rest)``.
+
+    Returns float32 ``(layers, len(raw_columns(percentiles)))``; `derive` turns them into means,
+    stds, fractions and percentiles. Percentiles are exact up to `max_percentile_samples` elements
+    per layer, else taken over a fixed random subsample of that size.
     """
     x = x.float()
-    layers = x.shape[0]
+    layers, batch, units, rest = x.shape
     flat = x.reshape(layers, -1)  # (layers, batch * units * rest)
     ordered = _sorted_sample(flat, max_percentile_samples)
-    quantiles = _percentiles(ordered, percentiles)  # (layers, len(percentiles))
-    mean, std = _moments(flat, ordered[:, ordered.shape[1] // 2, None])
-    if ordered.shape[1] == flat.shape[1]:  # the sample is everything: its ends are the extremes
+    n_sample = ordered.shape[1]
+    ends = ordered.index_select(1, _positions_on(n_sample, tuple(percentiles), ordered.device)[0])
+    pivot = ordered[:, n_sample // 2, None]  # the sample median: close to the mean, robust
+    centered = flat - pivot
+    if n_sample == flat.shape[1]:  # the sample is everything: its ends are the extremes
         low, high = ordered[:, 0], ordered[:, -1]
     else:
         low, high = flat.amin(dim=1), flat.amax(dim=1)
-    mask = rule.saturated(x)  # (layers, batch, units, rest)
-    saturated = mask.reshape(layers, -1).sum(dim=1, dtype=torch.float32) / flat.shape[1]
-    dead = mask.amin(dim=(1, 3)).sum(dim=1, dtype=torch.float32) / x.shape[2]  # amin of bools: "all"
-    nonfinite = _nonfinite_count(flat, std)
-    head = torch.stack((mean, std, low, high), dim=1)
-    tail = torch.stack((saturated, dead, nonfinite), dim=1)
-    return torch.cat((head, quantiles, tail), dim=1)
+    per_unit = rule.saturated(x).sum(dim=(1, 3))  # (layers, units): saturated elements per unit
+    columns = [
+        pivot[:, 0],
+        centered.sum(dim=1),
+        torch.linalg.vector_norm(centered, dim=1),
+        low,
+        high,
+        per_unit.sum(dim=1),
+        (per_unit == batch * rest).sum(dim=1),
+    ]
+    head = torch.stack([c.float() for c in columns], dim=1)
+    nonfinite = _nonfinite_count(flat, head[:, 2])
+    sizes = torch.tensor([flat.shape[1], units, n_sample], dtype=torch.float32, device=x.device).expand(layers, 3)
+    return torch.cat((sizes, head, nonfinite[:, None], ends), dim=1)
 
 
-def gradient_stats(g: torch.Tensor) -> torch.Tensor:
-    """Statistics of gradients stacked as ``(layers, ...)``: a float32 tensor ``(layers, 4)``.
+def raw_gradient_stats(g: torch.Tensor) -> torch.Tensor:
+    """Sufficient statistics of gradients stacked as ``(layers, ...)``: float32 ``(layers, 2)`` = sum, L2 norm."""
+    flat = g.float().reshape(g.shape[0], -1)
+    return torch.stack((flat.sum(dim=1), torch.linalg.vector_norm(flat, dim=1)), dim=1)
 
-    Columns: root mean square over all elements, L2 norm, mean, population std.
+
+def derive(raw: dict[str, np.ndarray], percentiles: Sequence[float]) -> dict[str, np.ndarray]:
+    """Published columns from sufficient statistics (float64 arrays of equal length); NaN where absent.
+
+    pre_mean = pivot + sum(x - pivot)/n; pre_std = sqrt(|x - pivot|^2/n - (sum/n)^2); percentiles
+    interpolate linearly between the sorted sample's neighbours (numpy's default method);
+    grad_rms = |g| / sqrt(n); update_ratio = |W_after - W_before| / |W_before| on the tracked entries.
     """
-    layers = g.shape[0]
-    flat = g.float().reshape(layers, -1)
-    norm = torch.linalg.vector_norm(flat, dim=1)
-    rms = norm / math.sqrt(flat.shape[1])
-    # gradients are centred near 0 compared with their spread: no pivot needed
-    mean = flat.sum(dim=1) / flat.shape[1]
-    std = (rms.square() - mean.square()).clamp_min(0).sqrt()
-    return torch.stack((rms, norm, mean, std), dim=1)
+    n = raw["n"]
+    offset = raw["centered_sum"] / n
+    out: dict[str, np.ndarray] = {
+        "pre_mean": raw["pivot"] + offset,
+        "pre_std": np.sqrt(np.clip(raw["centered_norm"] ** 2 / n - offset**2, 0, None)),
+        "pre_min": raw["pre_min"],
+        "pre_max": raw["pre_max"],
+    }
+    for i, q in enumerate(percentiles):
+        position = q / 100.0 * (raw["n_sample"] - 1)
+        weight = position - np.floor(position)
+        low, high = raw[f"q_low_{i}"], raw[f"q_high_{i}"]
+        out[percentile_name(q)] = low + (high - low) * weight
+    out["saturated_frac"] = raw["saturated_count"] / n
+    out["dead_units_frac"] = raw["dead_count"] / raw["units"]
+    out["nonfinite_count"] = raw["nonfinite_count"]
+    grad_mean = raw["grad_sum"] / n
+    grad_rms = raw["grad_norm"] / np.sqrt(n)
+    out.update(grad_rms=grad_rms, grad_norm=raw["grad_norm"], grad_mean=grad_mean)
+    out["grad_std"] = np.sqrt(np.clip(grad_rms**2 - grad_mean**2, 0, None))
+    return out
+
+
+def pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096) -> torch.Tensor:
+    """Published pre-activation columns (mean, std, min, max, percentiles, saturated, dead, nonfinite)
+    for layers stacked as ``(layers, batch, units, rest)``: a convenience over raw + `derive`."""
+    raw = raw_pre_activation_stats(x, rule, percentiles, max_percentile_samples).double().numpy()
+    names = raw_columns(percentiles)
+    table = {name: raw[:, i] for i, name in enumerate(names)} | {"grad_sum": np.nan, "grad_norm": np.nan}
+    out = derive(table, percentiles)
+    wanted = ["pre_mean", "pre_std", "pre_min", "pre_max", *(percentile_name(q) for q in percentiles), "saturated_frac", "dead_units_frac", "nonfinite_count"]
+    return torch.tensor(np.stack([np.broadcast_to(out[c], raw.shape[:1]) for c in wanted], axis=1), dtype=torch.float32)
 
 
 def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:

@@ -66,23 +66,24 @@ class WeightTracker:
         self._before_norms = None
 
     def measure(self, modules: list[nn.Module]) -> torch.Tensor:
-        """Return ``(len(modules), 3)``: weight norm before the step, weight-gradient norm, update ratio.
-
-        Without a snapshot, the norm is of the current weights and the ratio is NaN.
+        """Return ``(len(modules), 4)``: weight norm before the step, weight-gradient norm, and the
+        norms of the update and of the weights before it over the tracked entries (their ratio is
+        the update ratio). Without a snapshot: the current weights' norm, then NaN for the update.
         """
         grads = [m.weight.grad for m in modules]
         if all(g is not None for g in grads):
-            grad_norms = torch.stack(torch._foreach_norm(grads))
+            grad_norms = torch._foreach_norm(grads)
         else:
-            grad_norms = torch.stack([torch.linalg.vector_norm(g) if g is not None else torch.tensor(math.nan) for g in grads])
+            grad_norms = [torch.linalg.vector_norm(g) if g is not None else torch.tensor(math.nan) for g in grads]
         if self._before_norms is None or self._before is None:
-            norms = torch.stack(torch._foreach_norm([m.weight.detach() for m in modules]))
-            return torch.stack((norms, grad_norms, torch.full_like(norms, math.nan)), dim=1)
+            norms = torch._foreach_norm([m.weight.detach() for m in modules])
+            nan = torch.full((len(modules),), math.nan)
+            return torch.stack((torch.stack(norms), torch.stack(grad_norms), nan, nan), dim=1)
         chosen = [self._index[m] for m in modules]
         views = self._views()
         after = [views[i] for i in chosen]
         before = [self._before[i] for i in chosen]
-        change = torch.stack(torch._foreach_norm(torch._foreach_sub(after, before)))
-        ratio = change / torch.stack(torch._foreach_norm(before))
-        norms = torch.stack([self._before_norms[i] for i in chosen])
-        return torch.stack((norms, grad_norms, ratio), dim=1)
+        change = torch._foreach_norm(torch._foreach_sub(after, before))
+        tracked = torch._foreach_norm(before)
+        norms = [self._before_norms[i] for i in chosen]
+        return torch.stack([*norms, *grad_norms, *change, *tracked]).reshape(4, len(modules)).T
