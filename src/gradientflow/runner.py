@@ -13,7 +13,7 @@ import queue as queue_module
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -25,7 +25,7 @@ from .spec import ExperimentSpec, ResolvedRun, expand
 from .store import Store
 from .train import TrainCallbacks, train
 
-__all__ = ["RunnerEvents", "SweepResult", "plan", "run_sweep", "execute_run", "software_versions", "load_run_dataset"]
+__all__ = ["RunnerEvents", "SweepResult", "plan", "run_sweep", "execute_run", "execute_runs", "check_data", "software_versions", "load_run_dataset"]
 
 
 @dataclass
@@ -101,61 +101,83 @@ def execute_run(run: ResolvedRun, db_path: str | Path, on_progress: Callable[[in
     return outcome
 
 
-def _worker_init() -> None:
-    torch.set_num_threads(1)
+_progress_queue: Any = None  # set in each worker process by _worker_init
 
 
-def _worker_execute(run: ResolvedRun, db_path: str, progress_queue: Any) -> RunOutcome:
+def _worker_init(progress_queue: Any) -> None:
+    global _progress_queue
+    torch.set_num_threads(1)  # two one-thread workers use two cores better than one two-thread run
+    _progress_queue = progress_queue
+
+
+def _failed(error: Exception) -> RunOutcome:
+    return RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
+
+
+def _worker_execute(run: ResolvedRun, db_path: str) -> RunOutcome:
     last = [0]
 
     def report(done: int, total: int) -> None:
         if done - last[0] >= max(1, total // 100) or done == total:
             last[0] = done
-            progress_queue.put((run.run_id, done, total))
+            _progress_queue.put((run.run_id, done, total))
 
     try:
         return execute_run(run, db_path, report)
     except GradientflowError:
         raise
-    except Exception as error:
-        return RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
+    except Exception as error:  # a failed run is recorded as such; the sweep goes on
+        return _failed(error)
+
+
+def execute_runs(runs: Sequence[ResolvedRun], db_path: str | Path, workers: int = 1, events: RunnerEvents | None = None) -> dict[str, RunOutcome]:
+    """Train and store `runs` (in the given order) on `workers` processes; return each run's outcome.
+
+    A run that raises is stored as ``failed`` and the others go on; a GradientflowError (a user
+    mistake such as a missing data set) stops everything.
+    """
+    events = events or RunnerEvents()
+    if workers > 1 and len(runs) > 1:
+        return _run_parallel(list(runs), str(db_path), workers, events)
+    outcomes: dict[str, RunOutcome] = {}
+    for run in runs:
+        if events.on_start:
+            events.on_start(run)
+        progress = (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
+        try:
+            outcome = execute_run(run, db_path, progress)
+        except GradientflowError:
+            raise
+        except Exception as error:
+            outcome = _failed(error)
+        outcomes[run.run_id] = outcome
+        if events.on_end:
+            events.on_end(run, outcome)
+    return outcomes
+
+
+def check_data(runs: Sequence[ResolvedRun]) -> None:
+    """Load each distinct data set the runs need once, so a missing one fails before any run starts."""
+    for spec in {run.spec.data.model_dump_json(): run.spec for run in runs}.values():
+        load_run_dataset(spec)
 
 
 def run_sweep(spec: ExperimentSpec, db_path: str | Path, workers: int = 1, events: RunnerEvents | None = None) -> SweepResult:
     """Run every run of `spec` not already finished in the store at `db_path`; return what happened."""
-    events = events or RunnerEvents()
     runs, todo = plan(spec, db_path)
     skipped = [run.run_id for run in runs if run not in todo]
-    for data_spec in {run.spec.data.model_dump_json(): run.spec for run in todo}.values():
-        load_run_dataset(data_spec)  # a missing data set fails here, before any run starts
-    outcomes: dict[str, RunOutcome] = {}
-    if workers <= 1 or len(todo) <= 1:
-        for run in todo:
-            if events.on_start:
-                events.on_start(run)
-            progress = (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
-            try:
-                outcome = execute_run(run, db_path, progress)
-            except GradientflowError:
-                raise
-            except Exception as error:
-                outcome = RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
-            outcomes[run.run_id] = outcome
-            if events.on_end:
-                events.on_end(run, outcome)
-        return SweepResult(runs, skipped, outcomes)
-    outcomes.update(_run_parallel(todo, str(db_path), workers, events))
-    return SweepResult(runs, skipped, outcomes)
+    check_data(todo)
+    return SweepResult(runs, skipped, execute_runs(todo, db_path, workers, events))
 
 
 def _run_parallel(todo: list[ResolvedRun], db_path: str, workers: int, events: RunnerEvents) -> dict[str, RunOutcome]:
     context = multiprocessing.get_context("spawn")
+    progress_queue = context.Queue()  # handed to workers at start-up: no Manager process to spawn
     outcomes: dict[str, RunOutcome] = {}
-    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-        progress_queue = manager.Queue()
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(progress_queue,)) as pool:
         pending = {}
         for run in todo:
-            pending[pool.submit(_worker_execute, run, db_path, progress_queue)] = run
+            pending[pool.submit(_worker_execute, run, db_path)] = run
             if events.on_start:
                 events.on_start(run)
         while pending:
@@ -175,7 +197,7 @@ def _drain(progress_queue: Any, events: RunnerEvents) -> None:
     while True:
         try:
             run_id, done, total = progress_queue.get_nowait()
-        except queue_module.Empty:
+        except (queue_module.Empty, OSError, ValueError):
             return
         if events.on_progress:
             events.on_progress(run_id, done, total)

@@ -33,6 +33,7 @@ __all__ = ["Probe", "tap"]
 _ACTIVE: list["Probe"] = []
 _NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
+_STACK_LIMIT = 1 << 16  # elements per layer above which stacking costs more memory traffic than it saves
 _WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
 _BN_COLUMNS = ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean")
 
@@ -350,7 +351,9 @@ class Probe:
             g = None
             if all(t is not None for t in grads):
                 g = as_units_layout(grads[0] if len(grads) == 1 else torch.cat(grads), self.unit_dim)  # type: ignore[arg-type]
-            groups[(tuple(x.shape), x.dtype, self._rules[key], g is not None)].append((key, x, g))
+            # small layers share one set of ops (dispatch dominates); large ones are not copied into a stack
+            alone = key if x.numel() > _STACK_LIMIT else None
+            groups[(tuple(x.shape), x.dtype, self._rules[key], g is not None, alone)].append((key, x, g))
         pre_columns = raw_columns(self.percentiles)
         for members in groups.values():
             keys = [k for k, _, _ in members]

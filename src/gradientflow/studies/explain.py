@@ -17,21 +17,17 @@ runner's own `plan` and `execute_run`, so ids, resume and stored rows are exactl
 from __future__ import annotations
 
 import html
-import multiprocessing
-import queue as queue_module
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import pandas as pd
-import torch
 
 from ..analysis import claims
 from ..errors import GradientflowError
 from ..records import Finding, RunOutcome
-from ..runner import RunnerEvents, execute_run, load_run_dataset, plan
+from ..runner import RunnerEvents, check_data, execute_runs, plan
 from ..spec import ExperimentSpec, ResolvedRun, from_dict
 from ..store import Store
 from .bn_backward import autograd_error, measure_bn_gradients
@@ -147,31 +143,6 @@ class StudyRun:
         return [run_id for run_id, outcome in self.outcomes.items() if outcome.status == "failed"]
 
 
-_progress_queue: Any = None
-
-
-def _worker_init(progress_queue: Any) -> None:
-    global _progress_queue
-    torch.set_num_threads(1)  # two one-thread workers use two cores better than one two-thread run
-    _progress_queue = progress_queue
-
-
-def _worker(run: ResolvedRun, db_path: str) -> RunOutcome:
-    last = [0]
-
-    def report(done: int, total: int) -> None:
-        if done - last[0] >= max(1, total // 50) or done == total:
-            last[0] = done
-            _progress_queue.put((run.run_id, done, total))
-
-    try:
-        return execute_run(run, db_path, report)
-    except GradientflowError:
-        raise
-    except Exception as error:  # a failed run is recorded as such; the study goes on
-        return RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
-
-
 def _cost(run: ResolvedRun) -> int:
     return run.spec.train.steps * run.spec.model.depth * run.spec.model.width
 
@@ -187,46 +158,9 @@ def run_study(experiments: Sequence[Experiment], db: str | Path, workers: int = 
         todo.update((r.run_id, r) for r in missing)
     done = StudyRun(per_experiment, [r for r in dict.fromkeys(r.run_id for rs in per_experiment.values() for r in rs) if r not in todo])
     ordered = sorted(todo.values(), key=_cost, reverse=True)  # longest first: the pool ends together
-    for run in ordered[:1]:
-        load_run_dataset(run.spec)  # a missing data set fails here, before any run starts
-    if workers <= 1 or len(ordered) <= 1:
-        for run in ordered:
-            if events.on_start:
-                events.on_start(run)
-            progress = (lambda d, t, rid=run.run_id: events.on_progress(rid, d, t)) if events.on_progress else None
-            outcome = execute_run(run, db, progress)
-            done.outcomes[run.run_id] = outcome
-            if events.on_end:
-                events.on_end(run, outcome)
-        return done
-    context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(progress_queue,)) as pool:
-        pending = {}
-        for run in ordered:
-            pending[pool.submit(_worker, run, str(db))] = run
-            if events.on_start:
-                events.on_start(run)
-        while pending:
-            finished, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(progress_queue, events)
-            for future in finished:
-                run = pending.pop(future)
-                done.outcomes[run.run_id] = future.result()
-                if events.on_end:
-                    events.on_end(run, done.outcomes[run.run_id])
-        _drain(progress_queue, events)
+    check_data(ordered)  # a missing data set fails here, before any run starts
+    done.outcomes.update(execute_runs(ordered, db, workers, events))
     return done
-
-
-def _drain(progress_queue: Any, events: RunnerEvents) -> None:
-    while True:
-        try:
-            run_id, steps, total = progress_queue.get_nowait()
-        except (queue_module.Empty, OSError, ValueError):
-            return
-        if events.on_progress:
-            events.on_progress(run_id, steps, total)
 
 
 # -------------------------------------------------------------------------------------- findings
