@@ -6,7 +6,7 @@ import contextlib
 import math
 import sys
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -51,6 +51,17 @@ def _progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def _run_bars(progress: Progress, tasks: dict[str, int]) -> Callable[[str, int, int], None]:
+    """Return a runner progress callback that keeps one bar per run (created on its first report)."""
+
+    def on_progress(run_id: str, done: int, total: int) -> None:
+        if run_id not in tasks:
+            tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
+        progress.update(tasks[run_id], completed=done)
+
+    return on_progress
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -120,11 +131,7 @@ def run(
         with _progress() as progress:
             overall = progress.add_task("all runs", total=len(todo))
             tasks: dict[str, int] = {}
-
-            def on_progress(run_id: str, done: int, total: int) -> None:
-                if run_id not in tasks:
-                    tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
-                progress.update(tasks[run_id], completed=done)
+            on_progress = _run_bars(progress, tasks)
 
             def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
                 progress.advance(overall)
@@ -281,10 +288,7 @@ def explain(
                 started.append(resolved.run_id)
                 progress.update(overall, total=len(started))
 
-            def on_progress(run_id: str, done: int, total: int) -> None:
-                if run_id not in tasks:
-                    tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
-                progress.update(tasks[run_id], completed=done)
+            on_progress = _run_bars(progress, tasks)
 
             def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
                 progress.advance(overall)
