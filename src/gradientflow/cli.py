@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 # Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
 console = Console() if Console().is_terminal else Console(width=200)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
 DB_OPTION = typer.Option("gradientflow.db", "--db", help="SQLite results database (created if missing).")
 
 
