@@ -109,3 +109,14 @@ def test_retained_graph_backward_after_step_is_ignored() -> None:
     frame = probe.frame()
     assert set(frame["step"]) == {0, 1}
     assert frame[frame.step == 1]["grad_rms"].isna().all()
+
+
+def test_weight_modules_lose_their_hooks_once_their_order_is_known() -> None:
+    model = fixed_mlp()
+    with Probe(model) as probe:
+        assert len(model[0]._forward_pre_hooks) == 1
+        train_steps(model, probe, steps=2)
+        assert len(model[0]._forward_pre_hooks) == 0  # Linear: order learnt at step 0
+        assert len(model[1]._forward_pre_hooks) == 1  # Sigmoid: still measured every step
+    frame = probe.frame()
+    assert sorted(frame[frame.step == 1]["layer"]) == ["0", "1", "2", "3", "4"]

@@ -123,6 +123,7 @@ class Probe:
         self._frames: list[pd.DataFrame] = []
         self._histogram_frames: list[pd.DataFrame] = []
         self._handles: list[Any] = []
+        self._discovery: dict[str, Any] = {}
         self._index_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
         self._modes: dict[nn.Module, bool] = {}
         self._step = 0
@@ -205,6 +206,7 @@ class Probe:
             raise ProbeError("probe.step() called outside the `with Probe(...)` block")
         if self._recording:
             self._record()
+            self._drop_discovery_hooks()
         self._reset_captures()
         self._step += 1
         self._set_recording(self.schedule(self._step))
@@ -221,13 +223,26 @@ class Probe:
         for module, (name, rule) in self._activations.items():
             self._handles.append(module.register_forward_pre_hook(self._activation_hook(name, rule, module)))
         for module, name in self._weights.items():
-            if isinstance(module, _NormBase) or name not in self._rows:
+            if isinstance(module, _NormBase):
                 self._handles.append(module.register_forward_pre_hook(self._weight_hook(name, module)))
+            elif name not in self._rows:
+                handle = module.register_forward_pre_hook(self._weight_hook(name, module))
+                self._handles.append(handle)
+                self._discovery[name] = handle
+
+    def _drop_discovery_hooks(self) -> None:
+        # a weight module's hook only learns its place in the forward order; once known, the hook
+        # would only force PyTorch's slower module-call path on every later step
+        for name in [n for n in self._discovery if n in self._rows]:
+            handle = self._discovery.pop(name)
+            handle.remove()
+            self._handles.remove(handle)
 
     def _detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._discovery.clear()
 
     def _reset_captures(self) -> None:
         self._generation += 1
