@@ -115,6 +115,7 @@ class Probe:
         self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + _BN_COLUMNS
         self._col = {name: i for i, name in enumerate(self._raw_columns)}
         self._activations, self._weights = self._select_modules(layers)
+        self._modules_by_name = {name: module for module, name in self._weights.items()}
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._buffer = StatsBuffer(self._raw_columns, flush_every, self._device)
         self._histograms = HistogramRecorder(histogram_bins, flush_every, self._device) if histograms else None
@@ -393,7 +394,7 @@ class Probe:
 
     def _record_batchnorm(self, slot: int) -> None:
         for key, inputs in self._bn_inputs.items():
-            module = next(m for m, name in self._weights.items() if name == key)
+            module = self._modules_by_name[key]
             x = as_units_layout(inputs[0] if len(inputs) == 1 else torch.cat(inputs), 1).unsqueeze(0)
             moments = batch_moments_per_unit(x)[0]
             nan = moments.new_tensor(math.nan)

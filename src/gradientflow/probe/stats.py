@@ -43,13 +43,12 @@ def as_units_layout(x: torch.Tensor, unit_dim: int = 1) -> torch.Tensor:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def percentile_positions(n: int, percentiles: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return (lower index, upper index, weight) for numpy's default 'linear' percentile method on `n` sorted values."""
+def percentile_positions(n: int, percentiles: Sequence[float]) -> torch.Tensor:
+    """Indices of the lower neighbours, then of the upper ones, of each percentile among `n` sorted
+    values (numpy's default 'linear' method); `derive` interpolates between them on the host."""
     positions = torch.tensor([q / 100.0 * (n - 1) for q in percentiles], dtype=torch.float64)
     lower = positions.floor().long()
-    upper = torch.clamp(lower + 1, max=n - 1)
-    weight = (positions - lower.double()).float()
-    return lower, upper, weight
+    return torch.cat((lower, torch.clamp(lower + 1, max=n - 1)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,9 +79,8 @@ def _nonfinite_count(flat: torch.Tensor, check: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _positions_on(n: int, percentiles: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    lower, upper, weight = percentile_positions(n, percentiles)
-    return torch.cat((lower, upper)).to(device), weight.to(device)
+def _positions_on(n: int, percentiles: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    return percentile_positions(n, percentiles).to(device)
 
 
 def raw_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
@@ -114,7 +112,7 @@ def raw_pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles:
     flat = x.reshape(layers, -1)  # (layers, batch * units * rest)
     ordered = _sorted_sample(flat, max_percentile_samples)
     n_sample = ordered.shape[1]
-    ends = ordered.index_select(1, _positions_on(n_sample, tuple(percentiles), ordered.device)[0])
+    ends = ordered.index_select(1, _positions_on(n_sample, tuple(percentiles), ordered.device))
     pivot = ordered[:, n_sample // 2, None]  # the sample median: close to the mean, robust
     centered = flat - pivot
     if n_sample == flat.shape[1]:  # the sample is everything: its ends are the extremes
