@@ -1,78 +1,15 @@
-"""The command line: the only module that prints or exits. Errors become clean messages (exit 2)."""
+"""Lab commands: train (demo, run) and read back what the database holds (runs, show, export, report)."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .errors import GradientflowError
-
-app = typer.Typer(
-    help="gradientflow: do the gradients in this network vanish or explode, why, and what does batch normalization change?",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
-console = Console() if Console().is_terminal else Console(width=200)
-errors = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
-DB_OPTION = typer.Option("gradientflow.db", "--db", help="SQLite results database (created if missing).")
-
-
-@contextlib.contextmanager
-def clean_errors() -> Iterator[None]:
-    """Turn gradientflow's own errors into a one-paragraph message and exit code 2, no traceback."""
-    try:
-        yield
-    except GradientflowError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        errors.print("[yellow]interrupted:[/] finished runs are stored; rerun the same command to redo the rest.")
-        raise typer.Exit(130) from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _run_bars(progress: Progress, tasks: dict[str, int]) -> Callable[[str, int, int], None]:
-    """Return a runner progress callback that keeps one bar per run (created on its first report)."""
-
-    def on_progress(run_id: str, done: int, total: int) -> None:
-        if run_id not in tasks:
-            tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
-        progress.update(tasks[run_id], completed=done)
-
-    return on_progress
-
-
-def _fmt(value: object, digits: int = 3) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}f}"
-    return str(value)
-
+from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors
 
 @app.command()
 def demo(
@@ -84,7 +21,7 @@ def demo(
     Example: [bold]gradientflow demo --steps 400[/]
     """
     with clean_errors():
-        from .studies.demo import run_demo
+        from ..studies.demo import run_demo
 
         with _progress() as progress:
             tasks = {label: progress.add_task(f"training {label}", total=steps) for label in ("plain", "batchnorm")}
@@ -122,8 +59,8 @@ def run(
     Example: [bold]gradientflow run examples/bn_vs_plain_sigmoid.toml --workers 2[/]
     """
     with clean_errors():
-        from .runner import RunnerEvents, plan, run_sweep
-        from .spec import load
+        from ..runner import RunnerEvents, plan, run_sweep
+        from ..spec import load
 
         spec = load(spec_path)
         runs, todo = plan(spec, db)
@@ -153,8 +90,8 @@ def list_runs(db: Path = DB_OPTION) -> None:
     Example: [bold]gradientflow runs --db gradientflow.db[/]
     """
     with clean_errors():
-        from .analysis import run_summaries
-        from .store import Store
+        from ..analysis import run_summaries
+        from ..store import Store
 
         with Store(db, readonly=True) as store:
             summary, differing = run_summaries(store)
@@ -182,8 +119,8 @@ def show(run_id: str = typer.Argument(..., metavar="RUN", help="Run id or a uniq
     Example: [bold]gradientflow show 3fa2c1[/]
     """
     with clean_errors():
-        from .analysis import layer_summary
-        from .store import Store
+        from ..analysis import layer_summary
+        from ..store import Store
 
         with Store(db, readonly=True) as store:
             (full_id,) = store.resolve_run_ids([run_id])
@@ -219,8 +156,8 @@ def export(
     Example: [bold]gradientflow export 3fa2c1 --format parquet -o out/[/]
     """
     with clean_errors():
-        from .errors import StoreError
-        from .store import Store
+        from ..errors import StoreError
+        from ..store import Store
 
         if format not in ("csv", "parquet"):
             raise StoreError(f"--format: {format!r} is not one of csv, parquet")
@@ -252,77 +189,9 @@ def report(
     Example: [bold]gradientflow report 3fa2c1 9b07e4 --db gradientflow.db -o report.html[/]
     """
     with clean_errors():
-        from .report import render_report
-        from .store import Store
+        from ..report import render_report
+        from ..store import Store
 
         with Store(db, readonly=True) as store:
             written = render_report(store, run_ids or None, output, title=title)
         console.print(str(written), highlight=False, soft_wrap=True)
-
-
-@app.command()
-def explain(
-    quick: bool = typer.Option(False, "--quick", help="The quick study (about a minute on 2 cores) instead of the full one (under 10 minutes)."),
-    output: Path = typer.Option(Path("explain"), "--output", "-o", help="Folder for index.html (and the default database)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite results database (default: OUTPUT/explain.db); finished runs are reused."),
-    tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Seconds-long study for tests; its verdicts mean little."),
-) -> None:
-    """Check nine claims about batch normalization and vanishing gradients with measured numbers.
-
-    Runs a fixed study on the offline MNIST digits, decides each claim by a rule stated in the
-    output, writes OUTPUT/index.html and prints a verdict table.
-
-    Example: [bold]gradientflow explain --quick -o explain/[/]
-    """
-    with clean_errors():
-        from .runner import RunnerEvents
-        from .studies.explain import explain as run_explain
-
-        mode = "tiny" if tiny else ("quick" if quick else "full")
-        with _progress() as progress:
-            overall = progress.add_task(f"explain ({mode}): runs", total=None)
-            tasks: dict[str, int] = {}
-            started: list[str] = []
-
-            def on_start(resolved) -> None:  # type: ignore[no-untyped-def]
-                started.append(resolved.run_id)
-                progress.update(overall, total=len(started))
-
-            on_progress = _run_bars(progress, tasks)
-
-            def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
-                progress.advance(overall)
-                if resolved.run_id in tasks:
-                    progress.update(tasks[resolved.run_id], visible=False)
-                if outcome.status != "finished":
-                    progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]")
-
-            events = RunnerEvents(on_start=on_start, on_progress=on_progress, on_end=on_end)
-            result = run_explain(output, db, mode, 2, events, lambda text: progress.console.print(f"[dim]{text}[/]"))
-        skipped = len(result.study.skipped)
-        console.print(f"{len(result.study.run_ids)} runs ({skipped} reused from the database); timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-        colours = {"supported": "green", "not supported": "red", "mixed": "yellow"}
-        table = Table(title="Claims about batch normalization and vanishing gradients, checked", show_lines=True)
-        table.add_column("#", justify="right")
-        table.add_column("claim", ratio=2)
-        table.add_column("key numbers", ratio=3)
-        table.add_column("verdict", no_wrap=True)
-        for finding in result.findings:
-            colour = colours.get(finding.verdict, "white")
-            table.add_row(str(finding.claim_id), finding.claim, finding.summary, f"[{colour}]{finding.verdict}[/]")
-        console.print(table)
-        note = "" if result.used_report else " (gradientflow.report is not installed: a minimal findings table was written instead)"
-        console.print(f"report: {result.html_path}{note}", highlight=False, soft_wrap=True)
-        if result.study.failed:
-            for run_id in result.study.failed:
-                errors.print(f"[red]failed:[/] {run_id}: {result.study.outcomes[run_id].message}")
-            raise typer.Exit(1)
-
-
-def main() -> None:
-    """Entry point of the ``gradientflow`` command."""
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,16 @@
+"""The command line: the only package that prints or exits. Errors become clean messages (exit 2).
+
+One module per group of commands; each registers its commands on the shared `app` when imported.
+"""
+
+from __future__ import annotations
+
+from . import explain, lab  # noqa: F401  (registers the commands)
+from .app import _fmt, app
+
+__all__ = ["app", "main", "_fmt"]
+
+
+def main() -> None:
+    """Entry point of the ``gradientflow`` command."""
+    app()

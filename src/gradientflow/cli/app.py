@@ -1,0 +1,71 @@
+"""The typer app and what every command shares: consoles, clean error handling, progress bars, number format."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import GradientflowError
+
+app = typer.Typer(
+    help="gradientflow: do the gradients in this network vanish or explode, why, and what does batch normalization change?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+# Piped output (CI logs, files) gets a wide table instead of rich's 80-column default.
+console = Console() if Console().is_terminal else Console(width=200)
+errors = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
+DB_OPTION = typer.Option("gradientflow.db", "--db", help="SQLite results database (created if missing).")
+
+
+@contextlib.contextmanager
+def clean_errors() -> Iterator[None]:
+    """Turn gradientflow's own errors into a one-paragraph message and exit code 2, no traceback."""
+    try:
+        yield
+    except GradientflowError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        errors.print("[yellow]interrupted:[/] finished runs are stored; rerun the same command to redo the rest.")
+        raise typer.Exit(130) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _run_bars(progress: Progress, tasks: dict[str, int]) -> Callable[[str, int, int], None]:
+    """Return a runner progress callback that keeps one bar per run (created on its first report)."""
+
+    def on_progress(run_id: str, done: int, total: int) -> None:
+        if run_id not in tasks:
+            tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
+        progress.update(tasks[run_id], completed=done)
+
+    return on_progress
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
+            return f"{value:.{digits - 1}e}"
+        return f"{value:.{digits}f}"
+    return str(value)
