@@ -1,0 +1,70 @@
+"""`gradientflow reproduce NAME`: rerun a published result and write its page with figures and a comparison table."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .app import _progress, _run_bars, app, clean_errors, console
+
+_NAMES_HELP = "One of: ioffe2015-fig1, glorot2010-fig2, yang2019-explosion (see --list)."
+
+
+def _machine() -> str:
+    import os
+
+    return f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+@app.command()
+def reproduce(
+    name: Optional[str] = typer.Argument(None, metavar="NAME", help=_NAMES_HELP),
+    quick: bool = typer.Option(False, "--quick", help="The short variant CI runs (seconds to a minute); the full one can take many minutes."),
+    output: Path = typer.Option(Path("reproductions"), "--output", "-o", help="Folder for NAME.md and its PNG figures (NAME/)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite database of the runs (default: OUTPUT/NAME/runs.db); finished runs are reused."),
+    workers: int = typer.Option(2, "--workers", "-w", min=1, help="Local worker processes."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the MNIST IDX files (full MNIST is used when found; else the offline 5,000 digits)."),
+    list_all: bool = typer.Option(False, "--list", help="List the reproductions and exit."),
+) -> None:
+    """Reproduce a published result and compare: the paper's number or shape, ours, and whether they agree.
+
+    Example: [bold]gradientflow reproduce ioffe2015-fig1 --quick -o out/[/]
+    """
+    with clean_errors():
+        from ..studies.reproductions import REPRODUCTIONS, ReproductionContext, reproduction
+        from ..studies.reproductions.page import verdict_word, write_page
+        from ..runner import RunnerEvents
+
+        if list_all or name is None:
+            for key, (_, _, description) in REPRODUCTIONS.items():
+                console.print(f"[bold]{key}[/]: {description}")
+            return
+        run = reproduction(name)
+        start = time.perf_counter()
+        with _progress() as progress:
+            tasks: dict[str, int] = {}
+            events = RunnerEvents(on_progress=_run_bars(progress, tasks))
+            context = ReproductionContext(
+                name=name, output=output, db=db or output / name / "runs.db", quick=quick, workers=workers, data_dir=data_dir,
+                events=events, on_stage=lambda text: progress.console.print(f"[dim]{text}[/]"),
+            )
+            result = run(context)
+        seconds = time.perf_counter() - start
+        command = "gradientflow " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+        page = write_page(result, output, command, seconds, _machine())
+        table = Table(title=f"{result.title}: {result.agreed} of {len(result.comparisons)} agree", show_lines=True)
+        for column in ("quantity", "paper", "ours", "outcome"):
+            table.add_column(column)
+        for c in result.comparisons:
+            colour = {True: "green", False: "red", None: "white"}[c.agrees]
+            table.add_row(c.quantity, c.paper, c.ours, f"[{colour}]{verdict_word(c.agrees).strip('*')}[/]")
+        console.print(table)
+        console.print(f"data: {result.data_used}", highlight=False, soft_wrap=True)
+        console.print(f"page: {page} ({seconds:.0f} s)", highlight=False, soft_wrap=True)
