@@ -26,7 +26,7 @@ from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
 from .schedule import Schedule, as_schedule
 from .weights import WeightTracker
-from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns, raw_gradient_stats, raw_pre_activation_stats
+from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns, raw_gradient_stats_of, raw_pre_activation_stats_of
 
 __all__ = ["Probe", "tap"]
 
@@ -373,12 +373,10 @@ class Probe:
         pre_columns = raw_columns(self.percentiles)
         for members in groups.values():
             keys = [k for k, _, _ in members]
-            x = torch.stack([x for _, x, _ in members]) if len(members) > 1 else members[0][1].unsqueeze(0)
-            values = raw_pre_activation_stats(x, self._rules[keys[0]], self.percentiles, self.max_percentile_samples)
+            values = raw_pre_activation_stats_of([x for _, x, _ in members], self._rules[keys[0]], self.percentiles, self.max_percentile_samples)
             columns: tuple[str, ...] = pre_columns
             if members[0][2] is not None:
-                g = torch.stack([g for _, _, g in members]) if len(members) > 1 else members[0][2].unsqueeze(0)  # type: ignore[misc]
-                values = torch.cat((values, raw_gradient_stats(g)), dim=1)
+                values = torch.cat((values, raw_gradient_stats_of([g for _, _, g in members])), dim=1)  # type: ignore[misc]
                 columns = pre_columns + RAW_GRADIENT
             self._write(slot, keys, columns, values)
 

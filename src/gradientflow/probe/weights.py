@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+
+from . import native
 
 __all__ = ["WeightTracker", "UPDATE_SAMPLE_LIMIT"]
 
@@ -37,6 +40,7 @@ class WeightTracker:
         self._small = [i for i, p in enumerate(self._positions) if p is None]
         self._before: list[torch.Tensor] | None = None
         self._before_norms: list[torch.Tensor] | None = None
+        self._native = _NativeTracker(self) if _native_ready(modules) else None
 
     def _views(self) -> list[torch.Tensor]:
         views = []
@@ -48,6 +52,9 @@ class WeightTracker:
     def snapshot(self) -> None:
         """Remember the weights as they are now (call before the forward pass of a recorded step)."""
         if not self.modules:
+            return
+        if self._native is not None and self._native.usable():
+            self._native.snapshot()
             return
         weights = [m.weight.detach() for m in self.modules]
         self._before_norms = torch._foreach_norm(weights)
@@ -64,12 +71,16 @@ class WeightTracker:
     def forget(self) -> None:
         """Drop the snapshot (the next step's statistics then have no update ratio)."""
         self._before_norms = None
+        if self._native is not None:
+            self._native.fresh = False
 
     def measure(self, modules: list[nn.Module]) -> torch.Tensor:
         """Return ``(len(modules), 4)``: weight norm before the step, weight-gradient norm, and the
         norms of the update and of the weights before it over the tracked entries (their ratio is
         the update ratio). Without a snapshot: the current weights' norm, then NaN for the update.
         """
+        if self._native is not None and self._native.fresh and self._native.usable():
+            return self._native.measure([self._index[m] for m in modules])
         grads = [m.weight.grad for m in modules]
         if all(g is not None for g in grads):
             grad_norms = torch._foreach_norm(grads)
@@ -87,3 +98,55 @@ class WeightTracker:
         tracked = torch._foreach_norm(before)
         norms = [self._before_norms[i] for i in chosen]
         return torch.stack([*norms, *grad_norms, *change, *tracked]).reshape(4, len(modules)).T
+
+
+def _native_ready(modules: list[nn.Module]) -> bool:
+    return bool(modules) and native.library() is not None and all(_plain_cpu(m.weight) for m in modules)
+
+
+def _plain_cpu(t: torch.Tensor | None) -> bool:
+    return t is not None and t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+
+
+class _NativeTracker:
+    """The same measurements through the C library: one pass per weight for the snapshot (copy and
+    norm together) and one for the update (gradient norm, change and tracked norm together)."""
+
+    def __init__(self, tracker: WeightTracker) -> None:
+        self.tracker = tracker
+        self.before = [
+            torch.empty(m.weight.numel() if p is None else len(p), dtype=torch.float32) for m, p in zip(tracker.modules, tracker._positions)
+        ]
+        self.sizes = np.array([m.weight.numel() for m in tracker.modules], dtype=np.int64)
+        self.kept = np.array([len(b) for b in self.before], dtype=np.int64)
+        self.positions = [p.cpu().contiguous() if p is not None else None for p in tracker._positions]
+        self.norms_squared = np.full(len(self.before), math.nan)
+        self.fresh = False
+
+    def usable(self) -> bool:
+        """True while every weight is still a contiguous float32 CPU tensor (a model moved later is not)."""
+        return all(_plain_cpu(m.weight) for m in self.tracker.modules)
+
+    def snapshot(self) -> None:
+        modules = self.tracker.modules
+        native.library().gf_snapshot(  # type: ignore[union-attr]
+            native.pointers([m.weight.data_ptr() for m in modules]), native.pointers([b.data_ptr() for b in self.before]),
+            self.sizes.ctypes.data, native.pointers([p.data_ptr() if p is not None else 0 for p in self.positions]),
+            self.kept.ctypes.data, len(modules), self.norms_squared.ctypes.data, torch.get_num_threads(),
+        )
+        self.fresh = True
+
+    def measure(self, chosen: list[int]) -> torch.Tensor:
+        modules = [self.tracker.modules[i] for i in chosen]
+        grads = [m.weight.grad for m in modules]
+        grads = [g if g is None or _plain_cpu(g) else g.float().contiguous() for g in grads]
+        out = np.empty((len(chosen), 3))
+        sizes, kept = self.sizes[chosen], self.kept[chosen]  # named: the C call reads their memory
+        native.library().gf_update(  # type: ignore[union-attr]
+            native.pointers([m.weight.data_ptr() for m in modules]), native.pointers([self.before[i].data_ptr() for i in chosen]),
+            native.pointers([g.data_ptr() if g is not None else 0 for g in grads]), sizes.ctypes.data,
+            native.pointers([self.positions[i].data_ptr() if self.positions[i] is not None else 0 for i in chosen]),
+            kept.ctypes.data, len(chosen), out.ctypes.data, torch.get_num_threads(),
+        )
+        table = np.column_stack((self.norms_squared[chosen], out))  # (modules, 4), all squared norms
+        return torch.from_numpy(np.sqrt(table).astype(np.float32))

@@ -1,0 +1,122 @@
+"""The C statistics path against the pure-torch path: same numbers, and a clean fallback without it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradientflow import Probe
+from gradientflow.probe import native, stats
+from gradientflow.probe.activations import rule_for_name
+from gradientflow.probe.weights import WeightTracker
+
+from .conftest import fixed_mlp, train_steps
+
+PERCENTILES = (15.0, 50.0, 85.0)
+needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the native path is unavailable")
+
+
+def _layers(shape: tuple[int, ...], count: int, seed: int, scale: float = 3.0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=generator) * scale + 0.5 for _ in range(count)]
+
+
+@needs_native
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "hardtanh", "elu", "linear"])
+@pytest.mark.parametrize("shape", [(8, 12, 1), (60, 100, 1), (16, 4, 49)], ids=["tiny", "sampled-dense", "conv"])
+def test_native_pre_activation_stats_match_torch(activation: str, shape: tuple[int, int, int]) -> None:
+    rule = rule_for_name(activation, 0.05)
+    layers = _layers(shape, 3, seed=len(activation))
+    layers[1][:, 0] = -20.0  # one unit saturated (or dead) for every example
+    fast = stats._native_pre_activation(layers, rule, PERCENTILES, 4096)
+    slow = stats._torch_pre_activation(torch.stack(layers), rule, PERCENTILES, 4096)
+    assert fast is not None
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), rtol=2e-5, atol=1e-4)
+    columns = stats.raw_columns(PERCENTILES)
+    dead = fast[:, columns.index("dead_count")]
+    if activation in ("sigmoid", "tanh", "relu", "hardtanh", "elu"):
+        assert dead[1] >= 1
+
+
+@needs_native
+def test_native_gradient_stats_match_a_float64_reference() -> None:
+    grads = _layers((32, 50, 1), 2, seed=3, scale=1e-3)
+    fast = stats.raw_gradient_stats_of(grads).numpy()
+    reference = np.array([[g.double().sum().item(), g.double().norm().item()] for g in grads])
+    np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-9)
+
+
+@needs_native
+def test_native_path_counts_nan_and_inf_and_reports_nan_moments() -> None:
+    x = torch.tensor([[1.0, float("nan"), float("inf"), -float("inf"), 0.5, 2.0]]).reshape(1, 6, 1)
+    raw = stats._native_pre_activation([x], rule_for_name("sigmoid", 0.05), PERCENTILES, 4096)
+    assert raw is not None
+    row = dict(zip(stats.raw_columns(PERCENTILES), raw[0].tolist()))
+    assert row["nonfinite_count"] == 3
+    assert math.isnan(row["centered_sum"]) and math.isnan(row["pre_min"])
+    assert row["saturated_count"] == 2  # +inf and -inf are in the tails; NaN is not
+
+
+@needs_native
+@pytest.mark.parametrize("sample_limit", [10**9, 50], ids=["exact", "sampled"])
+def test_native_weight_tracker_matches_torch(sample_limit: int) -> None:
+    def run(use_native: bool) -> np.ndarray:
+        model = fixed_mlp()
+        modules = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        tracker = WeightTracker(modules, sample_limit=sample_limit)
+        if not use_native:
+            tracker._native = None
+        assert (tracker._native is not None) == use_native
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+        generator = torch.Generator().manual_seed(0)
+        rows = []
+        for _ in range(3):
+            tracker.snapshot()
+            x, y = torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            rows.append(tracker.measure(modules).numpy())
+        return np.stack(rows)
+
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-5)
+
+
+def test_probe_frames_agree_with_and_without_the_native_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    def frame() -> "object":
+        model = fixed_mlp()
+        with Probe(model) as probe:
+            train_steps(model, probe, steps=3)
+        return probe.frame()
+
+    native.library.cache_clear()
+    with_native = frame()
+    monkeypatch.setenv(native.NATIVE_ENV, "0")
+    native.library.cache_clear()
+    try:
+        assert native.library() is None
+        without = frame()
+    finally:
+        monkeypatch.delenv(native.NATIVE_ENV)
+        native.library.cache_clear()
+    numeric = [c for c in with_native.columns if with_native[c].dtype.kind == "f"]
+    np.testing.assert_allclose(with_native[numeric].to_numpy(), without[numeric].to_numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_without_a_compiler_the_library_is_none_and_the_probe_still_works(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("GRADIENTFLOW_CACHE", str(tmp_path))  # nothing compiled here yet
+    monkeypatch.setenv("CC", "no-such-compiler-gradientflow")
+    native.library.cache_clear()
+    try:
+        assert native.library() is None
+        model = fixed_mlp()
+        with Probe(model) as probe:
+            train_steps(model, probe, steps=2)
+        assert probe.frame()["grad_rms"].notna().any()
+    finally:
+        monkeypatch.undo()
+        native.library.cache_clear()
