@@ -184,8 +184,9 @@ def _native_pre_activation(layers: list[torch.Tensor], rule: SaturationRule, per
     table = np.empty((count, len(RAW_HEAD) + picked.shape[1] - 1), dtype=np.float32)
     table[:, :3] = (n, units, plan.n_sample)
     table[:, 3] = pivot
-    table[:, 4:11] = plan.moments
-    table[:, 5] = np.sqrt(plan.moments[:, 1])
+    plan.moments[:, 1] = np.sqrt(plan.moments[:, 1])  # the centered norm, from its square
+    with np.errstate(over="ignore"):  # sums beyond float32's range are recorded as inf, as torch would
+        table[:, 4:11] = plan.moments
     table[:, 11:] = picked[:, 1:]
     return torch.from_numpy(table)
 
@@ -234,7 +235,8 @@ def raw_gradient_stats_of(grads: Sequence[torch.Tensor]) -> torch.Tensor:
         out = np.empty((len(grads), 2))
         native.library().gf_sum_sumsq(_pointers(grads), len(grads), grads[0].numel(), out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
         out[:, 1] = np.sqrt(out[:, 1])
-        return torch.from_numpy(out.astype(np.float32))
+        with np.errstate(over="ignore"):
+            return torch.from_numpy(out.astype(np.float32))
     flat = torch.stack([t.float().reshape(-1) for t in grads])
     return torch.stack((flat.sum(dim=1), torch.linalg.vector_norm(flat, dim=1)), dim=1)
 

@@ -149,4 +149,5 @@ class _NativeTracker:
             kept.ctypes.data, len(chosen), out.ctypes.data, torch.get_num_threads(),
         )
         table = np.column_stack((self.norms_squared[chosen], out))  # (modules, 4), all squared norms
-        return torch.from_numpy(np.sqrt(table).astype(np.float32))
+        with np.errstate(over="ignore"):
+            return torch.from_numpy(np.sqrt(table).astype(np.float32))
