@@ -5,10 +5,11 @@ The heavy parts (torch) load on first use, so ``import gradientflow.store`` stay
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Probe", "tap", "__version__"]
+__all__ = ["Probe", "tap", "watch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from . import probe
 
         return getattr(probe, name)
+    if name == "watch":
+        # imported by name: a static import here would make every module that reads
+        # gradientflow.__version__ (the runner) depend on diagnose, its sibling layer
+        return importlib.import_module("gradientflow.diagnose").watch
     raise AttributeError(f"module 'gradientflow' has no attribute {name!r}")

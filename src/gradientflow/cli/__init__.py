@@ -5,7 +5,7 @@ One module per group of commands; each registers its commands on the shared `app
 
 from __future__ import annotations
 
-from . import explain, lab, reproduce  # noqa: F401  (registers the commands)
+from . import diagnose, explain, lab, reproduce  # noqa: F401  (registers the commands)
 from .app import _fmt, app
 
 __all__ = ["app", "main", "_fmt"]

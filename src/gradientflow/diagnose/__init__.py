@@ -1,2 +1,41 @@
 """Diagnose a user's own model: per-layer verdicts, the first layer where the gradient collapses or
 blows up, its likely cause, ranked fixes, and alerts while training (`watch`)."""
+
+from ..analysis.verdicts import PROBLEMS, THRESHOLDS, VERDICTS, Diagnosis, Problem, Thresholds, diagnose_frame
+from .factory import FactoryError, Setup, call_factory, load_factory
+from .fixes import Fix, apply_fix, rank_fixes
+from .report import DiagnoseReport, TriedFix, format_report, format_table
+from .run import DEFAULT_STEPS, diagnose
+from .session import Trace, diagnose_setup, train_and_probe
+from .watch import GradientAlert, GradientWarning, Monitor, WatchReport, watch
+
+__all__ = [
+    "diagnose",
+    "watch",
+    "Monitor",
+    "WatchReport",
+    "GradientAlert",
+    "GradientWarning",
+    "DiagnoseReport",
+    "TriedFix",
+    "Diagnosis",
+    "Problem",
+    "Thresholds",
+    "THRESHOLDS",
+    "PROBLEMS",
+    "VERDICTS",
+    "Fix",
+    "FactoryError",
+    "Setup",
+    "Trace",
+    "DEFAULT_STEPS",
+    "apply_fix",
+    "call_factory",
+    "diagnose_frame",
+    "diagnose_setup",
+    "format_report",
+    "format_table",
+    "load_factory",
+    "rank_fixes",
+    "train_and_probe",
+]

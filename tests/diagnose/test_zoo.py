@@ -1,0 +1,111 @@
+"""The zoo of known problems gets the right verdict and the right first layer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from .conftest import run_zoo, zoo_module
+
+# (factory, verdict, first layer). The first layer is in the direction the failing signal travels:
+# forward for saturated/dead/unstable, from the output back for vanishing/exploding.
+EXPECTED = [
+    ("vanishing_sigmoid", "vanishing", "act17"),
+    ("saturated_tanh", "saturated", "act1"),
+    ("dead_relu", "dead", "act1"),
+    ("healthy_he_relu", "healthy", None),
+    ("healthy_resnet", "healthy", None),
+    ("unstable_lr50", "unstable updates", "act1"),
+]
+
+
+@pytest.mark.parametrize(("name", "verdict", "layer"), EXPECTED)
+def test_zoo_verdict_and_first_layer(name: str, verdict: str, layer: str | None) -> None:
+    report = run_zoo(name)
+    assert report.verdict == verdict, report.diagnosis.table.to_string()
+    assert report.diagnosis.problem is None if layer is None else report.diagnosis.problem.layer == layer
+    assert zoo_module().ZOO[name][0] == verdict  # the zoo's own label agrees
+
+
+@pytest.mark.slow
+def test_deep_bn_relu_explodes_at_initialization() -> None:
+    report = run_zoo("exploding_bn_relu", steps=6)
+    problem = report.diagnosis.problem
+    assert report.verdict == "exploding" and problem is not None and problem.step == 0
+    assert problem.cause_code == "bn_explosion"
+    # 1.2-1.25x per layer (Yang et al.: about 1.21 for ReLU) puts 100x about 22-25 layers back from act60
+    assert 1.15 < problem.evidence["gain_per_layer"] < 1.3
+    assert problem.layer in {f"act{i}" for i in range(33, 41)}, problem.layer
+
+
+def _sigmoid_grad_rms_at_init() -> list[float]:
+    """grad_rms at each sigmoid's input on the first batch, by plain autograd (no probe)."""
+    torch.manual_seed(0)
+    model, batches = zoo_module().vanishing_sigmoid()
+    inputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]) or args[0].retain_grad()) for m in model if isinstance(m, torch.nn.Sigmoid)]
+    x, y = batches[0]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    for hook in hooks:
+        hook.remove()
+    return [float(t.grad.pow(2).mean().sqrt()) for t in inputs]
+
+
+def test_vanishing_first_layer_matches_plain_autograd() -> None:
+    rms = _sigmoid_grad_rms_at_init()
+    relative = [r / rms[-1] for r in rms]
+    expected = max(i for i, r in enumerate(relative) if r < 1e-2) + 1  # going back, the first below 1%
+    assert run_zoo("vanishing_sigmoid").diagnosis.problem.layer == f"act{expected}"
+    table = run_zoo("vanishing_sigmoid").diagnosis.table.set_index("layer")
+    assert math.isclose(table.at["act20", "grad_rms"], rms[-1], rel_tol=0.25)  # a 3-step median, not step 0 alone
+
+
+def test_causes_name_the_mechanism() -> None:
+    assert run_zoo("vanishing_sigmoid").diagnosis.problem.cause_code == "weight_scale_small"
+    assert run_zoo("saturated_tanh").diagnosis.problem.cause_code == "weight_scale_large"
+    assert run_zoo("dead_relu").diagnosis.problem.cause_code == "dead_relus"
+    unstable = run_zoo("unstable_lr50")
+    assert unstable.diagnosis.problem.cause_code == "learning_rate"
+    assert unstable.diverged_at is not None and unstable.diagnosis.problem.evidence["update_ratio"] > 1
+
+
+def test_fixes_are_ranked_and_name_layers() -> None:
+    fixes = run_zoo("saturated_tanh").fixes
+    assert [f.rank for f in fixes] == list(range(1, len(fixes) + 1))
+    assert fixes[0].code == "init" and "fc1" in fixes[0].action and "Glorot" in fixes[0].action
+    lr = run_zoo("unstable_lr50").fixes[0]
+    assert lr.code == "lr" and lr.value < 50 and "from 50 to" in lr.action
+    assert run_zoo("healthy_he_relu").fixes == ()
+
+
+def test_works_through_taps_on_functional_activations() -> None:
+    report = run_zoo("functional_sigmoid")
+    assert report.verdict == "vanishing"
+    assert list(report.diagnosis.table["layer"][:8]) == [f"sigmoid{i}" for i in range(1, 9)]
+    assert report.diagnosis.problem.layer == "sigmoid5"
+
+
+def test_residual_stream_and_branch_are_reported_separately() -> None:
+    table = run_zoo("healthy_resnet").diagnosis.table
+    streams = table[table["role"] == "stream"]
+    branches = table[table["role"] == "branch"]
+    assert list(streams["layer"]) == [f"block{i}:stream" for i in range(1, 11)]
+    assert list(branches["layer"]) == [f"block{i}.act" for i in range(1, 11)]
+    # each group is measured against its own last layer
+    assert streams["relative_grad"].iloc[-1] == 1.0 and branches["relative_grad"].iloc[-1] == 1.0
+
+
+@pytest.mark.parametrize("name", ["cnn_batchnorm", "cnn_groupnorm"])
+def test_small_cnns_with_normalization_are_healthy(name: str) -> None:
+    report = run_zoo(name)
+    assert report.verdict == "healthy", report.diagnosis.table.to_string()
+    assert list(report.diagnosis.table["layer"]) == ["act1", "act2", "act3", "out"]
+    assert "conv2" in report.diagnosis.table.set_index("layer").at["act2", "weights"]
+
+
+def test_same_seed_same_numbers() -> None:
+    first = run_zoo("dead_relu").diagnosis.table
+    again = run_zoo.__wrapped__("dead_relu").diagnosis.table
+    assert first.equals(again)
