@@ -52,16 +52,22 @@ def demo(
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.toml", help="Experiment spec (see examples/)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes (one torch thread each)."),
+    vectorize: str = typer.Option(
+        "auto", "--vectorize", help="auto: runs differing only in seed, lr, momentum, weight decay or init train as one vectorized group (each stored as its own run); off: one by one."
+    ),
     db: Path = DB_OPTION,
 ) -> None:
     """Run one experiment or a whole sweep; runs already finished in the database are skipped.
 
-    Example: [bold]gradientflow run examples/bn_vs_plain_sigmoid.toml --workers 2[/]
+    Example: [bold]gradientflow run examples/bn_vs_plain_sigmoid.toml --workers 2 --vectorize auto[/]
     """
     with clean_errors():
-        from ..runner import RunnerEvents, plan, run_sweep
+        from ..errors import TrainingError
+        from ..runner import VECTORIZE_MODES, RunnerEvents, plan, run_sweep
         from ..spec import load
 
+        if vectorize not in VECTORIZE_MODES:
+            raise TrainingError(f"--vectorize: {vectorize!r} is not one of {', '.join(VECTORIZE_MODES)}")
         spec = load(spec_path)
         runs, todo = plan(spec, db)
         console.print(f"{spec.name}: {len(runs)} run(s), {len(runs) - len(todo)} already stored, {len(todo)} to do -> {db}")
@@ -75,7 +81,7 @@ def run(
                 note = f" at step {outcome.diverged_at}" if outcome.diverged_at is not None else ""
                 progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]{note}")
 
-            result = run_sweep(spec, db, workers, RunnerEvents(on_progress=on_progress, on_end=on_end))
+            result = run_sweep(spec, db, workers, RunnerEvents(on_progress=on_progress, on_end=on_end), vectorize)  # type: ignore[arg-type]
         if result.failed:
             for run_id in result.failed:
                 errors.print(f"[red]failed:[/] {run_id}: {result.outcomes[run_id].message}")

@@ -14,14 +14,15 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import Dataset
-from .errors import TrainingError
-from .models import build
-from .probe import Probe
-from .records import MetricPoint, RunOutcome
-from .spec import ExperimentSpec, OptimSpec
+from ..data import Dataset
+from ..errors import TrainingError
+from ..models import build
+from ..probe import Probe
+from ..records import MetricPoint, RunOutcome
+from ..spec import ExperimentSpec, OptimSpec
+from .batches import BatchOrder
 
-__all__ = ["TrainCallbacks", "train", "make_optimizer", "evaluate", "BatchOrder"]
+__all__ = ["TrainCallbacks", "train", "make_optimizer", "evaluate"]
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TrainCallbacks:
     on_layer_stats: Callable[[pd.DataFrame, "pd.DataFrame | None"], None] | None = None
     on_metrics: Callable[[list[MetricPoint]], None] | None = None
     on_progress: Callable[[int, int], None] | None = None  # (steps done, total steps)
+    on_end: Callable[[RunOutcome], None] | None = None  # the run ended (after its last rows were handed over)
     keep_frames: bool = False  # keep the probe's frames in memory too (tests, demo)
     frames: list[pd.DataFrame] = field(default_factory=list)
 
@@ -44,32 +46,6 @@ def make_optimizer(spec: OptimSpec, parameters: list[nn.Parameter]) -> torch.opt
     if spec.name == "adam":
         return torch.optim.Adam(parameters, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
     raise TrainingError(f"optim.name: {spec.name!r} is not one of sgd, momentum, adam")
-
-
-class BatchOrder:
-    """Mini-batches as contiguous slices of a copy of the training set reshuffled every epoch.
-
-    One gather per epoch instead of a random-index gather per step; the order depends only on
-    the seed, so the same spec and seed see the same batches.
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int) -> None:
-        if batch_size > len(x):
-            raise TrainingError(f"data.batch_size: {batch_size} is larger than the training set ({len(x)} examples)")
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.per_epoch = len(x) // batch_size  # the ragged tail is dropped: BN needs full batches
-        self._position = self.per_epoch
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the next (inputs, labels) batch."""
-        if self._position >= self.per_epoch:
-            order = torch.randperm(len(self.x), generator=self.generator)
-            self._x, self._y = self.x[order], self.y[order]
-            self._position = 0
-        start = self._position * self.batch_size
-        self._position += 1
-        return self._x[start : start + self.batch_size], self._y[start : start + self.batch_size]
 
 
 @torch.inference_mode()
@@ -160,4 +136,6 @@ def train(spec: ExperimentSpec, dataset: Dataset, callbacks: TrainCallbacks | No
                 emit(_evaluation_points(model, dataset, spec, done))
             if callbacks.on_progress is not None:
                 callbacks.on_progress(done, steps)
+    if callbacks.on_end is not None:
+        callbacks.on_end(outcome)
     return outcome
