@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,7 +19,19 @@ _NAMES_HELP = "One of: ioffe2015-fig1, glorot2010-fig2, yang2019-explosion (see 
 def _machine() -> str:
     import os
 
-    return f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    # the load average says whether the wall time was measured on a busy machine
+    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    return f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores{load}, Python {platform.python_version()}"
+
+
+def _command(name: str, quick: bool, output: Path, db: Path | None, workers: int, data_dir: Path | None) -> str:
+    """The command line that reproduces this page, rebuilt from the parsed options (sys.argv is the
+    caller's under a test runner or `python -m`), with only the options that differ from the defaults."""
+    args = ["reproduce", name, *(["--quick"] if quick else []), "-o", str(output)]
+    args += ["--db", str(db)] if db else []
+    args += ["--workers", str(workers)] if workers != 2 else []
+    args += ["--data-dir", str(data_dir)] if data_dir else []
+    return "gradientflow " + " ".join(shlex.quote(arg) for arg in args)
 
 
 @app.command()
@@ -57,7 +68,7 @@ def reproduce(
             )
             result = run(context)
         seconds = time.perf_counter() - start
-        command = "gradientflow " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+        command = _command(name, quick, output, db, workers, data_dir)
         page = write_page(result, output, command, seconds, _machine())
         table = Table(title=f"{result.title}: {result.agreed} of {len(result.comparisons)} agree", show_lines=True)
         for column in ("quantity", "paper", "ours", "outcome"):

@@ -8,10 +8,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from .base import ReproductionResult
 
-__all__ = ["write_page", "verdict_word"]
+__all__ = ["write_page", "verdict_word", "save_figure", "new_figure"]
+
+
+def new_figure(columns: int = 1, rows: int = 1, width: float = 5.0, height: float = 3.6, **options: Any) -> tuple[Any, Any]:
+    """Return (figure, axes) of a `rows` x `columns` grid, each panel `width` x `height` inches.
+
+    Uses matplotlib's Agg backend (no display needed); `options` go to ``plt.subplots``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: works on CI and over ssh, never opens a window
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False, **options)
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Write `figure` as a PNG at `path` (100 dpi), close it and return `path`.
+
+    The PNG carries no creation time or software version, so the same numbers give the same
+    bytes and a rerun does not show up as a changed file.
+    """
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(figure)
+    return path
 
 
 def verdict_word(agrees: bool | None) -> str:
