@@ -15,6 +15,7 @@ from pathlib import Path
 
 from plotly.offline import get_plotlyjs
 
+from gradientflow.analysis.predictions import predict_profiles
 from gradientflow.errors import GradientflowError
 from gradientflow.records import Finding
 from gradientflow.report.data import ReportData, load_report_data
@@ -29,7 +30,7 @@ from gradientflow.report.panels import (
 from gradientflow.report.tables import findings_table, runs_table
 from gradientflow.store import Store
 
-__all__ = ["DEFAULT_TITLE", "build_panels", "render_report", "report_html"]
+__all__ = ["DEFAULT_TITLE", "build_panels", "render_report", "report_html", "spec_predictions"]
 
 DEFAULT_TITLE = "Gradient flow report"
 
@@ -69,14 +70,34 @@ _DRAWN_COUNTER = """
 
 
 def build_panels(data: ReportData, predicted: Mapping[str, Sequence[float]] | None = None) -> list[Panel]:
-    """The report's figures in page order: profile, heatmap, percentiles, saturation, metrics."""
+    """The report's figures in page order: profile, heatmap, percentiles, saturation, metrics.
+
+    With `predicted` None, each run's mean-field grad_rms profile at initialization is computed
+    from its spec (`analysis.predictions`) and drawn dashed; runs the theory does not cover are
+    named in the caption. Pass ``{}`` to draw no predictions.
+    """
+    omitted: dict[str, str] = {}
+    if predicted is None:
+        predicted, omitted = spec_predictions(data)
     return [
-        gradient_profile_panel(data, predicted),
+        gradient_profile_panel(data, predicted, omitted),
         gradient_heatmap_panel(data),
         percentile_panel(data),
         saturation_panel(data),
         metrics_panel(data),
     ]
+
+
+def spec_predictions(data: ReportData) -> tuple[dict[str, tuple[float, ...]], dict[str, str]]:
+    """Return (run id -> predicted grad_rms per layer relative to the last, run id -> why none)."""
+    predicted: dict[str, tuple[float, ...]] = {}
+    omitted: dict[str, str] = {}
+    for run_id, prediction in predict_profiles(data.runs).items():
+        if prediction.relative is not None:
+            predicted[run_id] = prediction.relative
+        else:
+            omitted[run_id] = prediction.reason
+    return predicted, omitted
 
 
 def _stylesheet() -> str:
@@ -183,7 +204,8 @@ def render_report(
     (checked claims) are tabled first; `intro_html` is trusted HTML placed under the title (the
     caller escapes anything user-typed in it); every other string is escaped. `predicted` maps run
     ids to theoretical grad_rms per activation layer relative to the last (see
-    `gradient_profile_panel`). Returns `output`; its parent folders are created.
+    `gradient_profile_panel`); None computes them from the runs' specs (see `build_panels`).
+    Returns `output`; its parent folders are created.
 
     >>> with Store("gradientflow.db", readonly=True) as store:  # doctest: +SKIP
     ...     render_report(store, None, Path("report.html"))

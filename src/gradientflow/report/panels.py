@@ -133,14 +133,18 @@ def _profile_steps(layers: pd.DataFrame) -> list[int]:
 
 
 def gradient_profile_panel(
-    data: ReportData, predicted: Mapping[str, Sequence[float]] | None = None
+    data: ReportData,
+    predicted: Mapping[str, Sequence[float]] | None = None,
+    omitted: Mapping[str, str] | None = None,
 ) -> Panel:
     """grad_rms per activation layer (forward order) at the first, middle and last recorded steps.
 
     One line per run, runs overlaid, one subplot per step. `predicted` maps a run id to a
     theoretical gradient rms per activation layer *relative to the last one* (as
-    `gradientflow.theory.gradient_rms_profile` returns); it is drawn dashed in the first subplot,
-    anchored to the run's measured last-layer grad_rms there.
+    `gradientflow.theory.gradient_rms_profile` returns); it is a prediction at initialization, so
+    it is drawn dashed in the first subplot when that is step 0, anchored to the run's measured
+    last-layer grad_rms there. `omitted` maps run ids to why they have no prediction; the caption
+    says so.
     """
     layers = data.layers
     steps = _profile_steps(layers)
@@ -160,8 +164,7 @@ def gradient_profile_panel(
                 ),
                 row=1, col=column,
             )  # fmt: skip
-    if steps and predicted:
-        _add_predictions(figure, data, steps[0], predicted)
+    drawn = _add_predictions(figure, data, steps[0], predicted) if steps and steps[0] == 0 and predicted else []
     figure.update_xaxes(title_text="activation layer (input → output)", categoryorder="array", categoryarray=order)
     figure.update_yaxes(type="log", exponentformat="power")
     figure.update_yaxes(title_text=_GRAD_AXIS, col=1)
@@ -169,9 +172,28 @@ def gradient_profile_panel(
         "Read each line left to right: a line rising toward the output means the gradient shrinks on "
         "its way back to the input (vanishing); a flat line means every layer learns at a similar rate."
     )
-    if predicted:
-        caption += " Dashed: mean-field prediction anchored at the last layer."
+    caption += _prediction_note(data, predicted or {}, omitted or {}, drawn, bool(steps) and steps[0] == 0)
     return Panel("profile", _style(figure, "Gradient-flow profile: grad_rms per layer"), caption)
+
+
+def _prediction_note(
+    data: ReportData, predicted: Mapping[str, Sequence[float]], omitted: Mapping[str, str], drawn: list[str], at_init: bool
+) -> str:
+    """The caption's sentences on the dashed lines: what they are, and which runs have none and why."""
+    note = " Dashed: mean-field prediction at initialization, anchored at the last layer." if drawn else ""
+    reasons: dict[str, list[str]] = {}
+    for run_id in data.run_ids:
+        if run_id in drawn:
+            continue
+        if run_id in omitted:
+            reasons.setdefault(omitted[run_id], []).append(run_id)
+        elif run_id in predicted:
+            why = "step 0 was not recorded" if not at_init else "its layers do not match the predicted depth"
+            reasons.setdefault(why, []).append(run_id)
+    for reason, ids in reasons.items():
+        shown = ", ".join(data.labels[r] for r in ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        note += f" No prediction for {shown}: {reason}."
+    return note
 
 
 def _label(data: ReportData, run_id: str) -> str:
@@ -182,8 +204,10 @@ def _label(data: ReportData, run_id: str) -> str:
 
 def _add_predictions(
     figure: go.Figure, data: ReportData, step: int, predicted: Mapping[str, Sequence[float]]
-) -> None:
+) -> list[str]:
+    """Draw each run's predicted profile dashed in the first subplot; return the ids drawn."""
     layers = data.layers
+    drawn: list[str] = []
     for index, run_id in enumerate(data.run_ids):
         if run_id not in predicted:
             continue
@@ -191,6 +215,7 @@ def _add_predictions(
         relative = np.asarray(predicted[run_id], dtype="float64")
         if rows.empty or len(relative) != len(rows):
             continue  # a prediction for another depth cannot be placed on these layers
+        drawn.append(run_id)
         anchor = float(rows["grad_rms"].iloc[-1])
         figure.add_trace(
             go.Scatter(
@@ -200,6 +225,7 @@ def _add_predictions(
             ),
             row=1, col=1,
         )  # fmt: skip
+    return drawn
 
 
 def gradient_heatmap_panel(data: ReportData) -> Panel:
