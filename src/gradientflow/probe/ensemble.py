@@ -23,8 +23,7 @@ from .activations import SaturationRule
 from .buffer import RowInfo, frame_from_drain
 from .schedule import Schedule, as_schedule
 from .stats import RAW_GRADIENT, batch_moments_per_unit, derive, raw_columns, raw_gradient_stats, raw_pre_activation_stats
-from .weights import UPDATE_SAMPLE_LIMIT
-from .weights import _positions as _update_positions  # the same entries a lone run's WeightTracker samples
+from .weights import UPDATE_SAMPLE_LIMIT, update_positions  # the same entries a lone run's WeightTracker samples
 
 __all__ = ["EnsembleProbe", "EnsembleWeightTracker", "norm_raw", "WEIGHT_RAW", "BN_RAW"]
 
@@ -59,10 +58,10 @@ class EnsembleWeightTracker:
     def __init__(self, layouts: Sequence[tuple[int, int] | None], sizes: Sequence[int], sample_limit: int = UPDATE_SAMPLE_LIMIT) -> None:
         self._positions: list[torch.Tensor | None] = []
         for layout, size in zip(layouts, sizes):
-            if size <= sample_limit:
+            positions = update_positions(size, sample_limit)
+            if positions is None:
                 self._positions.append(None)
                 continue
-            positions = _update_positions(size, sample_limit, torch.device("cpu"))
             if layout is not None:  # position in (out, in) order -> position in the stored (in, out) order
                 fan_in, fan_out = layout
                 positions = (positions % fan_in) * fan_out + positions // fan_in

@@ -147,7 +147,7 @@ class _NativePlan:
         wanted = np.concatenate(([self.n_sample // 2], percentile_positions(self.n_sample, percentiles).numpy()))  # pivot, lows, highs
         self.ks, self.where = np.unique(wanted, return_inverse=True)
         self.sample = np.empty((count, self.n_sample), dtype=np.float32)
-        self.unit_counts = np.empty(threads * units, dtype=np.int64)
+        self.unit_counts = np.empty(threads * units, dtype=np.int32)
         self.moments = np.empty((count, 7))  # centered sum, centered sum of squares, min, max, saturated, dead, nonfinite
         self.threads = threads
 

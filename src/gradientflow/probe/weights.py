@@ -16,15 +16,30 @@ from torch import nn
 
 from . import native
 
-__all__ = ["WeightTracker", "UPDATE_SAMPLE_LIMIT"]
+__all__ = ["WeightTracker", "UPDATE_SAMPLE_LIMIT", "UPDATE_SAMPLE_SIZE", "update_positions"]
 
 #: Weights up to this many elements get an exact update ratio (784 x 100 and 1000 x 100 do).
 UPDATE_SAMPLE_LIMIT = 131_072
+#: Larger weights keep this many fixed random entries: the ratio of norms over 16,384 entries is
+#: within about 1% of the exact one, and reading them touches a quarter of a 1024 x 1024 weight's
+#: cache lines instead of all of them (twice per step: the snapshot and the update).
+UPDATE_SAMPLE_SIZE = 16_384
 
 
 def _positions(numel: int, limit: int, device: torch.device) -> torch.Tensor:
     generator = torch.Generator().manual_seed(numel)
     return torch.randperm(numel, generator=generator)[:limit].sort().values.to(device)
+
+
+def update_positions(numel: int, sample_limit: int = UPDATE_SAMPLE_LIMIT, device: torch.device | None = None) -> torch.Tensor | None:
+    """Return the sorted flat indices whose update a weight of `numel` entries is measured on, or None for all.
+
+    Weights up to `sample_limit` entries: None (exact). Larger ones: a fixed pseudo-random subset of
+    ``min(sample_limit, UPDATE_SAMPLE_SIZE)`` entries, the same for every weight of that size.
+    """
+    if numel <= sample_limit:
+        return None
+    return _positions(numel, min(sample_limit, UPDATE_SAMPLE_SIZE), device or torch.device("cpu"))
 
 
 class WeightTracker:
@@ -34,9 +49,7 @@ class WeightTracker:
         self.modules = modules
         self.sample_limit = sample_limit
         self._index = {m: i for i, m in enumerate(modules)}
-        self._positions: list[torch.Tensor | None] = [
-            _positions(m.weight.numel(), sample_limit, m.weight.device) if m.weight.numel() > sample_limit else None for m in modules
-        ]
+        self._positions: list[torch.Tensor | None] = [update_positions(m.weight.numel(), sample_limit, m.weight.device) for m in modules]
         self._small = [i for i, p in enumerate(self._positions) if p is None]
         self._before: list[torch.Tensor] | None = None
         self._before_norms: list[torch.Tensor] | None = None

@@ -25,18 +25,16 @@ typedef struct {
     int64_t saturated;
 } Moments;
 
-static inline int is_saturated(float v, int has_lower, float lo, int has_upper, float hi, int inclusive) {
-    int s = 0;
-    if (has_lower) s |= inclusive ? (v <= lo) : (v < lo);
-    if (has_upper) s |= inclusive ? (v >= hi) : (v > hi);
-    return s;
-}
+/* Saturated: strictly outside (lo, hi). The caller turns inclusive bounds into strict ones with
+ * nextafterf and absent bounds into NaN (every comparison with NaN is false), so the test is two
+ * comparisons with no data-independent branches left in the loop: that is what lets it vectorise. */
+static inline int is_saturated(float v, float lo, float hi) { return (v < lo) | (v > hi); }
 
 /* The fast path: no test for NaN/Inf per element, so the loops vectorise (omp simd allows the
  * reordered reductions). A non-finite input shows up as a non-finite sum of squares, and the
  * caller then recomputes with the careful path. */
-static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t units, int64_t rest, float p, int has_lower, float lo,
-                            int has_upper, float hi, int inclusive, int64_t *counts) {
+static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t units, int64_t rest, float p, float lo, float hi,
+                            int32_t *counts) {
     double sum = 0.0, sumsq = 0.0;
     float mn = INFINITY, mx = -INFINITY;
     int64_t saturated = 0;
@@ -46,25 +44,27 @@ static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t unit
             for (int64_t u0 = 0; u0 < units; u0 += BLOCK) {
                 const int64_t u1 = u0 + BLOCK < units ? u0 + BLOCK : units;
                 float bsum = 0.0f, bsq = 0.0f;
-#pragma omp simd reduction(+ : bsum, bsq, saturated) reduction(min : mn) reduction(max : mx)
+                int32_t bsat = 0;
+#pragma omp simd reduction(+ : bsum, bsq, bsat) reduction(min : mn) reduction(max : mx)
                 for (int64_t u = u0; u < u1; ++u) {
                     const float v = row[u];
                     const float c = v - p;
-                    const int s = is_saturated(v, has_lower, lo, has_upper, hi, inclusive);
+                    const int s = is_saturated(v, lo, hi);
                     bsum += c;
                     bsq += c * c;
                     mn = v < mn ? v : mn;
                     mx = v > mx ? v : mx;
                     counts[u] += s;
-                    saturated += s;
+                    bsat += s;
                 }
                 sum += bsum;
                 sumsq += bsq;
+                saturated += bsat;
             }
         } else {
             for (int64_t u = 0; u < units; ++u) {
                 const float *cell = row + u * rest;
-                int64_t sat = 0;
+                int32_t sat = 0;
                 for (int64_t r0 = 0; r0 < rest; r0 += BLOCK) {
                     const int64_t r1 = r0 + BLOCK < rest ? r0 + BLOCK : rest;
                     float bsum = 0.0f, bsq = 0.0f;
@@ -76,7 +76,7 @@ static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t unit
                         bsq += c * c;
                         mn = v < mn ? v : mn;
                         mx = v > mx ? v : mx;
-                        sat += is_saturated(v, has_lower, lo, has_upper, hi, inclusive);
+                        sat += is_saturated(v, lo, hi);
                     }
                     sum += bsum;
                     sumsq += bsq;
@@ -92,8 +92,8 @@ static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t unit
 
 /* The careful path for inputs holding NaN or Inf: counts them, keeps NaN out of the sums
  * (the caller reports NaN moments when any NaN is present, as torch does). */
-static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, int64_t rest, float p, int has_lower, float lo, int has_upper,
-                               float hi, int inclusive, int64_t *counts, int64_t *nonfinite, int64_t *nans) {
+static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, int64_t rest, float p, float lo, float hi,
+                               int32_t *counts, int64_t *nonfinite, int64_t *nans) {
     Moments m = {0.0, 0.0, INFINITY, -INFINITY, 0};
     for (int64_t b = 0; b < n_rows; ++b) {
         for (int64_t u = 0; u < units; ++u) {
@@ -107,7 +107,7 @@ static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, in
                     }
                 }
                 const double c = (double)v - (double)p;
-                const int s = is_saturated(v, has_lower, lo, has_upper, hi, inclusive);
+                const int s = is_saturated(v, lo, hi);
                 m.sum += c;
                 m.sumsq += c * c;
                 m.mn = v < m.mn ? v : m.mn;
@@ -126,15 +126,16 @@ static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, in
  * NaN (as torch's reductions), and include infinities. `unit_counts` is scratch of
  * threads * units int64. Threads split the batch of one layer; small layers use one thread. */
 void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, int64_t units, int64_t rest, const float *pivot,
-                             int has_lower, double lower, int has_upper, double upper, int inclusive, int64_t *unit_counts,
+                             int has_lower, double lower, int has_upper, double upper, int inclusive, int32_t *unit_counts,
                              double *out, int threads) {
     const int64_t per_unit = batch * rest;
-    const float lo = (float)lower, hi = (float)upper;
+    const float lo = !has_lower ? NAN : inclusive ? nextafterf((float)lower, INFINITY) : (float)lower;
+    const float hi = !has_upper ? NAN : inclusive ? nextafterf((float)upper, -INFINITY) : (float)upper;
     if (batch * units * rest < 65536) threads = 1;
     for (int64_t l = 0; l < layers; ++l) {
         const float *x = xs[l];
         const float p = pivot[l];
-        memset(unit_counts, 0, sizeof(int64_t) * (size_t)(threads * units));
+        memset(unit_counts, 0, sizeof(int32_t) * (size_t)(threads * units));
         double sum = 0.0, sumsq = 0.0;
         float mn = INFINITY, mx = -INFINITY;
         int64_t saturated = 0;
@@ -146,7 +147,7 @@ void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, in
             nt = omp_get_num_threads();
 #endif
             const int64_t b0 = batch * t / nt, b1 = batch * (t + 1) / nt;
-            Moments m = moments_fast(x, b0, b1, units, rest, p, has_lower, lo, has_upper, hi, inclusive, unit_counts + (int64_t)t * units);
+            Moments m = moments_fast(x, b0, b1, units, rest, p, lo, hi, unit_counts + (int64_t)t * units);
             sum += m.sum;
             sumsq += m.sumsq;
             mn = m.mn < mn ? m.mn : mn;
@@ -155,8 +156,8 @@ void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, in
         }
         int64_t nonfinite = 0, nans = 0;
         if (!isfinite(sumsq)) {
-            memset(unit_counts, 0, sizeof(int64_t) * (size_t)(threads * units));
-            Moments m = moments_careful(x, batch, units, rest, p, has_lower, lo, has_upper, hi, inclusive, unit_counts, &nonfinite, &nans);
+            memset(unit_counts, 0, sizeof(int32_t) * (size_t)(threads * units));
+            Moments m = moments_careful(x, batch, units, rest, p, lo, hi, unit_counts, &nonfinite, &nans);
             sum = m.sum, sumsq = m.sumsq, mn = m.mn, mx = m.mx, saturated = m.saturated;
         }
         int64_t dead = 0;
