@@ -120,3 +120,14 @@ def test_without_a_compiler_the_library_is_none_and_the_probe_still_works(monkey
     finally:
         monkeypatch.undo()
         native.library.cache_clear()
+
+
+@pytest.mark.parametrize("shape", [(60, 100, 1), (16, 4, 49)], ids=["dense", "conv"])
+def test_batch_moments_match_numpy_even_with_a_large_mean(shape: tuple[int, int, int]) -> None:
+    layers = torch.stack(_layers(shape, 2, seed=5, scale=0.5)) + torch.tensor([0.0, 100.0]).reshape(2, 1, 1, 1)
+    moments = stats.batch_moments_per_unit(layers).numpy()
+    x = layers.double().numpy()
+    unit_means = x.mean(axis=(1, 3))  # (layers, units)
+    unit_vars = x.var(axis=(1, 3))
+    np.testing.assert_allclose(moments[:, 0], unit_means.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(moments[:, 1], unit_vars.mean(axis=1), rtol=1e-4)

@@ -285,6 +285,12 @@ def pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles: Seq
 def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
     """For inputs stacked as ``(layers, batch, units, rest)``: ``(layers, 2)`` = mean over units of
     the batch mean, and mean over units of the batch variance (ddof=0), as BatchNorm computes them."""
+    if _native_ready([x]):
+        layers = [t.contiguous() for t in x.detach().unbind(0)]
+        _, batch, units, rest = x.shape
+        scratch, out = np.empty(3 * units), np.empty((len(layers), 2))
+        native.library().gf_unit_moments(_pointers(layers), len(layers), batch, units, rest, scratch.ctypes.data, out.ctypes.data)  # type: ignore[union-attr]
+        return torch.from_numpy(out.astype(np.float32))
     x = x.float()
     per_unit = x.shape[1] * x.shape[3]
     unit_mean = x.sum(dim=(1, 3), keepdim=True) / per_unit  # (layers, 1, units, 1)
