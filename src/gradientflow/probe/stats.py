@@ -289,7 +289,7 @@ def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
         layers = [t.contiguous() for t in x.detach().unbind(0)]
         _, batch, units, rest = x.shape
         scratch, out = np.empty(3 * units), np.empty((len(layers), 2))
-        native.library().gf_unit_moments(_pointers(layers), len(layers), batch, units, rest, scratch.ctypes.data, out.ctypes.data)  # type: ignore[union-attr]
+        native.library().gf_unit_moments(_pointers(layers), len(layers), batch, units, rest, scratch.ctypes.data, out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
         return torch.from_numpy(out.astype(np.float32))
     x = x.float()
     per_unit = x.shape[1] * x.shape[3]

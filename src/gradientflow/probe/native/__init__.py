@@ -71,7 +71,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gf_sum_sumsq.restype = None
     lib.gf_sum_sumsq.argtypes = [pointers, i64, i64, ctypes.c_void_p, c_int]
     lib.gf_unit_moments.restype = None
-    lib.gf_unit_moments.argtypes = [pointers, i64, i64, i64, i64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.gf_unit_moments.argtypes = [pointers, i64, i64, i64, i64, ctypes.c_void_p, ctypes.c_void_p, c_int]
     lib.gf_snapshot.restype = None
     lib.gf_snapshot.argtypes = [pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int]
     lib.gf_update.restype = None

@@ -265,25 +265,30 @@ void gf_update(const float **w, const float **before, const float **grad, const 
  * batch variance (ddof 0, as BN normalises). Each unit is shifted by its first value before
  * summing squares, which keeps E[x^2] - E[x]^2 accurate when the mean is large against the
  * spread. `scratch` holds 3 * units doubles. */
-void gf_unit_moments(const float **xs, int64_t layers, int64_t batch, int64_t units, int64_t rest, double *scratch, double *out) {
+void gf_unit_moments(const float **xs, int64_t layers, int64_t batch, int64_t units, int64_t rest, double *scratch, double *out, int threads) {
     double *shift = scratch, *sum = scratch + units, *sumsq = scratch + 2 * units;
     const double n = (double)(batch * rest);
     for (int64_t l = 0; l < layers; ++l) {
         const float *x = xs[l];
         for (int64_t u = 0; u < units; ++u) shift[u] = x[u * rest], sum[u] = 0.0, sumsq[u] = 0.0;
-        for (int64_t b = 0; b < batch; ++b) {
-            const float *row = x + b * units * rest;
-            if (rest == 1) {
+        if (rest == 1) {
+            for (int64_t b = 0; b < batch; ++b) {
+                const float *row = x + b * units;
 #pragma omp simd
                 for (int64_t u = 0; u < units; ++u) {
                     const double d = (double)row[u] - shift[u];
                     sum[u] += d;
                     sumsq[u] += d * d;
                 }
-            } else {
-                for (int64_t u = 0; u < units; ++u) {
-                    const float *cell = row + u * rest;
-                    const float s0 = (float)shift[u];
+            }
+        } else {
+            /* units are independent: threads split them (each reads its own contiguous cells) */
+#pragma omp parallel for num_threads(threads) if (threads > 1 && batch * units * rest >= 262144) schedule(static)
+            for (int64_t u = 0; u < units; ++u) {
+                const float s0 = (float)shift[u];
+                double usum = 0.0, usq = 0.0;
+                for (int64_t b = 0; b < batch; ++b) {
+                    const float *cell = x + (b * units + u) * rest;
                     float bsum = 0.0f, bsq = 0.0f;
 #pragma omp simd reduction(+ : bsum, bsq)
                     for (int64_t r = 0; r < rest; ++r) {
@@ -291,9 +296,11 @@ void gf_unit_moments(const float **xs, int64_t layers, int64_t batch, int64_t un
                         bsum += d;
                         bsq += d * d;
                     }
-                    sum[u] += bsum;
-                    sumsq[u] += bsq;
+                    usum += bsum;
+                    usq += bsq;
                 }
+                sum[u] = usum;
+                sumsq[u] = usq;
             }
         }
         double mean_of_means = 0.0, mean_of_vars = 0.0;
