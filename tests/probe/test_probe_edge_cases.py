@@ -202,3 +202,37 @@ def test_update_ratio_of_a_large_weight_is_estimated_on_a_subset_close_to_exact(
     row = probe.frame().set_index("layer").loc["0"]
     assert row["weight_norm"] == pytest.approx(before.norm().item(), rel=1e-5)
     assert row["update_ratio"] == pytest.approx(exact, rel=0.05)
+
+
+def test_an_input_buffer_overwritten_in_place_is_measured_at_its_own_step() -> None:
+    # statistics of small layers wait for several steps; a leaf the user refills in place must not
+    model = nn.Sequential(nn.Sigmoid(), nn.Linear(6, 2))
+    buffer = torch.zeros(8, 6)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Probe(model) as probe:
+        for step in range(5):
+            buffer.fill_(float(step))
+            optimizer.zero_grad()
+            model(buffer).sum().backward()
+            optimizer.step()
+            probe.step()
+    frame = probe.frame()
+    assert frame.loc[frame["layer"] == "0", "pre_mean"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_statistics_of_many_deferred_steps_land_on_their_own_steps() -> None:
+    model = nn.Sequential(nn.Linear(6, 12), nn.Tanh(), nn.Linear(12, 3))
+    with torch.no_grad():
+        model[0].weight.zero_()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # nothing moves: the bias alone sets the input
+    with Probe(model, flush_every=7) as probe:
+        for step in range(40):
+            with torch.no_grad():
+                model[0].bias.fill_(step / 10)
+            optimizer.zero_grad()
+            model(torch.randn(4, 6)).sum().backward()
+            optimizer.step()
+            probe.step()
+    rows = probe.frame().query("layer == '1'")
+    assert rows["step"].tolist() == list(range(40))
+    assert rows["pre_mean"].to_numpy() == pytest.approx([s / 10 for s in range(40)], abs=1e-6)

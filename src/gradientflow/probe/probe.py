@@ -10,11 +10,9 @@ attached at all, so the model runs exactly as without the probe.
 from __future__ import annotations
 
 import fnmatch
-import math
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -23,20 +21,20 @@ from torch.nn.modules.batchnorm import _NormBase
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
 from .activations import SaturationRule, activation_name, rule_for_module, rule_for_name
+from .batchnorm import BN_COLUMNS, batchnorm_row
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
+from .pending import PendingActivations
 from .schedule import Schedule, as_schedule
+from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns
 from .weights import WeightTracker
-from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns, raw_gradient_stats_of, raw_pre_activation_stats_of
 
 __all__ = ["Probe", "tap"]
 
 _ACTIVE: list["Probe"] = []
 _NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
-_STACK_LIMIT = 1 << 16  # elements per layer above which stacking costs more memory traffic than it saves
 _WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
-_BN_COLUMNS = ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean")
 
 
 def tap(tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
@@ -113,7 +111,7 @@ class Probe:
         self.max_percentile_samples = max_percentile_samples
         self.sink, self.keep = sink, keep
         self.columns = _stat_columns(self.percentiles)
-        self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + _BN_COLUMNS
+        self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + BN_COLUMNS
         self._col = {name: i for i, name in enumerate(self._raw_columns)}
         self._activations, self._weights = self._select_modules(layers)
         self._modules_by_name = {name: module for module, name in self._weights.items()}
@@ -134,6 +132,7 @@ class Probe:
         self._generation = 0
         self._weight_tracker = WeightTracker(list(self._weights))
         self._snapshot_fresh = False
+        self._pending = PendingActivations()
         self._reset_captures()
 
     # ------------------------------------------------------------------ selection
@@ -253,6 +252,7 @@ class Probe:
         self._rules: dict[str, SaturationRule] = {}
         self._bn_inputs: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._calls: dict[str, int] = defaultdict(int)
+        self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
         self._snapshot_fresh = False
 
     # ------------------------------------------------------------------ hooks
@@ -305,6 +305,8 @@ class Probe:
         self._row(key, kind, module_type, rule.name)
         kept = x.detach()
         self._pre[key].append(kept.clone() if copy else kept)
+        # an op's fresh output (or our copy) can wait; a leaf such as a reused input buffer cannot
+        self._owned[key] = self._owned.get(key, True) and (copy or x.grad_fn is not None)
         self._grads[key].append(None)
         self._rules[key] = rule
         if x.requires_grad:
@@ -361,24 +363,18 @@ class Probe:
         self._buffer.write(slot, row_tensor, column_tensor, values, row_ids)
 
     def _record_activations(self, slot: int) -> None:
-        groups: dict[tuple[Any, ...], list[tuple[str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
         for key, tensors in self._pre.items():
             x = as_units_layout(tensors[0] if len(tensors) == 1 else torch.cat(tensors), self.unit_dim)
             grads = self._grads[key]
             g = None
             if all(t is not None for t in grads):
                 g = as_units_layout(grads[0] if len(grads) == 1 else torch.cat(grads), self.unit_dim)  # type: ignore[arg-type]
-            # small layers share one set of ops (dispatch dominates); large ones are not copied into a stack
-            alone = key if x.numel() > _STACK_LIMIT else None
-            groups[(tuple(x.shape), x.dtype, self._rules[key], g is not None, alone)].append((key, x, g))
-        pre_columns = raw_columns(self.percentiles)
-        for members in groups.values():
-            keys = [k for k, _, _ in members]
-            values = raw_pre_activation_stats_of([x for _, x, _ in members], self._rules[keys[0]], self.percentiles, self.max_percentile_samples)
-            columns: tuple[str, ...] = pre_columns
-            if members[0][2] is not None:
-                values = torch.cat((values, raw_gradient_stats_of([g for _, _, g in members])), dim=1)  # type: ignore[misc]
-                columns = pre_columns + RAW_GRADIENT
+            self._pending.add(slot, key, x, g, self._rules[key], self._owned.get(key, False))
+        if self._pending.end_step():
+            self._compute_pending()
+
+    def _compute_pending(self) -> None:
+        for slot, keys, columns, values in self._pending.compute(self.percentiles, self.max_percentile_samples):
             self._write(slot, keys, columns, values)
 
     def _record_weights(self, slot: int) -> None:
@@ -395,11 +391,12 @@ class Probe:
         for key, inputs in self._bn_inputs.items():
             module = self._modules_by_name[key]
             x = as_units_layout(inputs[0] if len(inputs) == 1 else torch.cat(inputs), 1).unsqueeze(0)
-            self._write(slot, [key], _BN_COLUMNS, _batchnorm_row(module, batch_moments_per_unit(x)[0]))
+            self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, batch_moments_per_unit(x)[0]))
 
     # ------------------------------------------------------------------ output
     def flush(self) -> None:
         """Copy recorded statistics to the host (one transfer) and hand them to the sink / keep them."""
+        self._compute_pending()
         if self._buffer.used == 0 and (self._histograms is None or self._histograms.used == 0):
             return
         stats = self._drain_frame()
@@ -414,7 +411,7 @@ class Probe:
     def _derive(self, raw: dict) -> dict:
         out = derive(raw, self.percentiles)
         out["update_ratio"] = raw["update_norm"] / raw["tracked_weight_norm"]
-        for name in ("weight_norm", "weight_grad_norm", *_BN_COLUMNS):
+        for name in ("weight_norm", "weight_grad_norm", *BN_COLUMNS):
             out[name] = raw[name]
         return out
 
@@ -437,20 +434,3 @@ class Probe:
             return self._histograms.drain(self._row_list)
         return pd.concat(self._histogram_frames, ignore_index=True)
 
-
-def _batchnorm_row(module: nn.Module, moments: torch.Tensor) -> torch.Tensor:
-    """``(1, len(_BN_COLUMNS))``: input batch mean and variance (from `moments`), |gamma|, |beta|,
-    |running mean|, mean running variance; NaN for what the module does not have."""
-    parts = [getattr(module, name, None) for name in ("weight", "bias", "running_mean", "running_var")]
-    if moments.device.type == "cpu":  # numpy: a few microseconds instead of a dispatch per value
-        weight, bias, running_mean, running_var = [p.detach().numpy() if p is not None else None for p in parts]
-        row = [
-            *moments.tolist(),
-            *(float(np.linalg.norm(v)) if v is not None else math.nan for v in (weight, bias, running_mean)),
-            float(running_var.mean()) if running_var is not None else math.nan,
-        ]
-        return torch.tensor([row], dtype=torch.float32)
-    nan = moments.new_tensor(math.nan)
-    weight, bias, running_mean, running_var = [p.detach() if p is not None else None for p in parts]
-    norms = [torch.linalg.vector_norm(v) if v is not None else nan for v in (weight, bias, running_mean)]
-    return torch.stack((moments[0], moments[1], *norms, running_var.mean() if running_var is not None else nan)).unsqueeze(0)
