@@ -21,17 +21,19 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
 import torch
+from torch import nn
 
 from . import __version__
 from .data import Dataset, load_dataset
 from .errors import GradientflowError, TrainingError
-from .records import RunInfo, RunOutcome
+from .models import build
+from .records import MetricPoint, RunInfo, RunOutcome
 from .spec import ExperimentSpec, ResolvedRun, expand
 from .store import Store
 from .train import TrainCallbacks, group_key, train, train_group
 
 __all__ = [
-    "RunnerEvents", "SweepResult", "Vectorize", "VECTORIZE_MODES", "MAX_GROUP", "plan", "run_sweep", "execute_run", "execute_runs",
+    "RunnerEvents", "SweepResult", "Observer", "Vectorize", "VECTORIZE_MODES", "MAX_GROUP", "plan", "run_sweep", "execute_run", "execute_runs",
     "execute_group", "group_runs", "check_data", "software_versions", "load_run_dataset",
 ]
 
@@ -40,6 +42,13 @@ VECTORIZE_MODES: tuple[str, ...] = ("auto", "off")
 #: Members per vectorized group: past a few dozen members a step is arithmetic-bound, and larger
 #: groups only hold more memory and lose more work to a kill.
 MAX_GROUP = 64
+
+#: ``observe(model, emit)`` installs hooks on a run's freshly built model before training and
+#: returns a function that removes them; ``emit(points)`` stores metric points with the run. It
+#: lets a study record a quantity the probe does not (one unit's input, say) while the run stays
+#: an ordinary stored, resumable run of its spec. It must be picklable (a module-level function
+#: or a `functools.partial` of one) to reach worker processes.
+Observer = Callable[[nn.Module, Callable[[list[MetricPoint]], None]], Callable[[], None]]
 
 
 @dataclass
@@ -89,15 +98,20 @@ def _running_info(run: ResolvedRun) -> RunInfo:
     return type(info)(info.run_id, info.name, info.spec, info.seed, "running", software_versions())
 
 
-def execute_run(run: ResolvedRun, db_path: str | Path, on_progress: Callable[[int, int], None] | None = None) -> RunOutcome:
+def execute_run(
+    run: ResolvedRun, db_path: str | Path, on_progress: Callable[[int, int], None] | None = None, observe: Observer | None = None
+) -> RunOutcome:
     """Train one run and store everything it measures; return its outcome.
 
     A run interrupted here (Ctrl-C, kill -9) stays ``running`` in the store and is redone from
     scratch by the next sweep; its partial rows are replaced, never duplicated. An error inside
     training marks the run ``failed`` with the message, keeping the rows recorded before it.
+    With `observe`, the model is built here exactly as the trainer would (same seed, same
+    weights) and the observer's hooks are on it during training; its points are stored as metrics.
     """
     dataset = load_run_dataset(run.spec)
     info = _running_info(run)
+    model = build(run.spec.model, dataset.input_shape, dataset.num_classes, run.spec.train.seed) if observe is not None else None
     with Store(db_path) as store:
         store.begin_run(info)
         with store.writer(run.run_id) as writer:
@@ -107,14 +121,17 @@ def execute_run(run: ResolvedRun, db_path: str | Path, on_progress: Callable[[in
                 if histograms is not None:
                     writer.add_histograms(histograms)
 
+            remove = observe(model, writer.add_metrics) if observe is not None and model is not None else (lambda: None)
             callbacks = TrainCallbacks(on_layer_stats=on_layer_stats, on_metrics=writer.add_metrics, on_progress=on_progress)
             try:
-                outcome = train(run.spec, dataset, callbacks)
+                outcome = train(run.spec, dataset, callbacks, model=model)
             except Exception as error:  # a bug or a bad model: record it, keep what was measured
                 outcome = RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
                 writer.flush()
                 store.finish_run(run.run_id, outcome)
                 raise
+            finally:
+                remove()
         store.finish_run(run.run_id, outcome)
     return outcome
 
@@ -228,10 +245,10 @@ def _reporter(run_id: str) -> Callable[[int, int], None]:
     return report
 
 
-def _worker_execute(task: list[ResolvedRun], db_path: str) -> dict[str, RunOutcome]:
+def _worker_execute(task: list[ResolvedRun], db_path: str, observe: Observer | None = None) -> dict[str, RunOutcome]:
     try:
         if len(task) == 1:
-            return {task[0].run_id: execute_run(task[0], db_path, _reporter(task[0].run_id))}
+            return {task[0].run_id: execute_run(task[0], db_path, _reporter(task[0].run_id), observe)}
         reporters = {run.run_id: _reporter(run.run_id) for run in task}
         return execute_group(task, db_path, lambda run_id, done, total: reporters[run_id](done, total))
     except GradientflowError:
@@ -241,26 +258,32 @@ def _worker_execute(task: list[ResolvedRun], db_path: str) -> dict[str, RunOutco
 
 
 def execute_runs(
-    runs: Sequence[ResolvedRun], db_path: str | Path, workers: int = 1, events: RunnerEvents | None = None, vectorize: Vectorize = "auto"
+    runs: Sequence[ResolvedRun],
+    db_path: str | Path,
+    workers: int = 1,
+    events: RunnerEvents | None = None,
+    vectorize: Vectorize = "auto",
+    observe: Observer | None = None,
 ) -> dict[str, RunOutcome]:
     """Train and store `runs` on `workers` processes; return each run's outcome (in the order of `runs`).
 
     With ``vectorize="auto"`` compatible runs train as vectorized groups (`group_runs`); ``"off"``
-    trains every run alone. A run that raises is stored as ``failed`` and the others go on; a
-    GradientflowError (a user mistake such as a missing data set) stops everything.
+    trains every run alone, as does an `observe`r (its hooks need each run's own model). A run
+    that raises is stored as ``failed`` and the others go on; a GradientflowError (a user mistake
+    such as a missing data set) stops everything.
     """
     events = events or RunnerEvents()
-    tasks = group_runs(runs, vectorize, workers)
+    tasks = group_runs(runs, "off" if observe is not None else vectorize, workers)
     if workers > 1 and len(tasks) > 1:
-        outcomes = _run_parallel(tasks, str(db_path), workers, events)
+        outcomes = _run_parallel(tasks, str(db_path), workers, events, observe)
     else:
         outcomes = {}
         for task in tasks:
-            outcomes.update(_execute_here(task, db_path, events))
+            outcomes.update(_execute_here(task, db_path, events, observe))
     return {run.run_id: outcomes[run.run_id] for run in runs if run.run_id in outcomes}
 
 
-def _execute_here(task: list[ResolvedRun], db_path: str | Path, events: RunnerEvents) -> dict[str, RunOutcome]:
+def _execute_here(task: list[ResolvedRun], db_path: str | Path, events: RunnerEvents, observe: Observer | None = None) -> dict[str, RunOutcome]:
     for run in task:
         if events.on_start:
             events.on_start(run)
@@ -269,7 +292,7 @@ def _execute_here(task: list[ResolvedRun], db_path: str | Path, events: RunnerEv
     (run,) = task
     progress = (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
     try:
-        outcome = execute_run(run, db_path, progress)
+        outcome = execute_run(run, db_path, progress, observe)
     except GradientflowError:
         raise
     except Exception as error:
@@ -296,14 +319,14 @@ def run_sweep(spec: ExperimentSpec, db_path: str | Path, workers: int = 1, event
     return SweepResult(runs, skipped, execute_runs(todo, db_path, workers, events, vectorize))
 
 
-def _run_parallel(tasks: list[list[ResolvedRun]], db_path: str, workers: int, events: RunnerEvents) -> dict[str, RunOutcome]:
+def _run_parallel(tasks: list[list[ResolvedRun]], db_path: str, workers: int, events: RunnerEvents, observe: Observer | None = None) -> dict[str, RunOutcome]:
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()  # handed to workers at start-up: no Manager process to spawn
     outcomes: dict[str, RunOutcome] = {}
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init, initargs=(progress_queue,)) as pool:
         pending = {}
         for task in tasks:
-            pending[pool.submit(_worker_execute, task, db_path)] = task
+            pending[pool.submit(_worker_execute, task, db_path, observe)] = task
             for run in task:
                 if events.on_start:
                     events.on_start(run)

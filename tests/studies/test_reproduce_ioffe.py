@@ -21,7 +21,7 @@ from gradientflow.spec import ModelSpec, expand, from_dict
 from gradientflow.store import Store
 from gradientflow.studies.reproductions import ReproductionContext
 from gradientflow.studies.reproductions import ioffe2015 as ioffe
-from gradientflow.studies.reproductions.base import execute_observed_run, run_observed
+from gradientflow.studies.reproductions.base import run_observed
 
 
 def tiny_spec(steps: int = 12, norms: tuple[str, ...] = ("none", "batch")):
@@ -128,7 +128,7 @@ def test_observed_run_stores_the_ordinary_run_plus_unit_metrics(tmp_path: Path) 
     run = expand(tiny_spec(norms=("batch",)))[0]
     execute_run(run, tmp_path / "plain.db")
     observer = lambda model, emit: ioffe.observe_unit(model, emit, every=3)  # noqa: E731 (in-process only)
-    execute_observed_run(run, tmp_path / "observed.db", observer)
+    execute_run(run, tmp_path / "observed.db", observe=observer)
     with Store(tmp_path / "plain.db", readonly=True) as plain, Store(tmp_path / "observed.db", readonly=True) as observed:
         plain_metrics, observed_metrics = plain.metrics_frame(), observed.metrics_frame()
         pd.testing.assert_frame_equal(plain.layer_stats_frame(), observed.layer_stats_frame())

@@ -9,26 +9,18 @@ runner ``events``; `page.write_page` and the CLI turn the result into a page and
 
 from __future__ import annotations
 
-import multiprocessing
-import queue as queue_module
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
-from torch import nn
+from typing import Callable, Sequence
 
 from ...data import load_dataset
-from ...errors import DataError, GradientflowError
-from ...models import build
-from ...records import MetricPoint, RunOutcome
-from ...runner import RunnerEvents, check_data, load_run_dataset, software_versions
+from ...errors import DataError
+from ...records import RunOutcome
+from ...runner import Observer, RunnerEvents, check_data, execute_runs
 from ...spec import ResolvedRun
 from ...store import Store
-from ...train import TrainCallbacks, train
 
-__all__ = ["Comparison", "ReproductionContext", "ReproductionResult", "choose_mnist", "Observer", "run_observed", "execute_observed_run"]
+__all__ = ["Comparison", "ReproductionContext", "ReproductionResult", "choose_mnist", "Observer", "run_observed"]
 
 
 @dataclass(frozen=True)
@@ -121,49 +113,8 @@ def choose_mnist(data_dir: Path | None = None) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------- observed runs
-# Some figures need a quantity the probe does not record (one unit's input, activations on fixed
-# test examples). An observer sees the run's freshly built model before training, installs its
-# own hooks and emits `MetricPoint`s that are stored with the run's other metrics, so the run
-# stays an ordinary stored, resumable run of its spec, with a few more metric names.
-
-#: ``observe(model, emit)`` installs hooks on a run's model before training and returns a function
-#: that removes them; ``emit(points)`` stores metric points with the run. It must be picklable (a
-#: module-level function or a `functools.partial` of one) to reach worker processes.
-Observer = Callable[[nn.Module, Callable[[list[MetricPoint]], None]], Callable[[], None]]
-
-
-def execute_observed_run(run: ResolvedRun, db: str | Path, observe: Observer, on_progress: Callable[[int, int], None] | None = None) -> RunOutcome:
-    """Train and store `run` like `runner.execute_run`, with `observe`'s hooks on the model; return its outcome.
-
-    The model is built exactly as the trainer would build it (same seed, same weights), so the
-    stored run is the run of its spec plus the observer's metric points.
-    """
-    dataset = load_run_dataset(run.spec)
-    info = run.run_info()
-    info = type(info)(info.run_id, info.name, info.spec, info.seed, "running", software_versions())
-    model = build(run.spec.model, dataset.input_shape, dataset.num_classes, run.spec.train.seed)
-    with Store(db) as store:
-        store.begin_run(info)
-        with store.writer(run.run_id) as writer:
-
-            def on_layer_stats(stats: Any, histograms: Any) -> None:
-                writer.add_layer_stats(stats)
-                if histograms is not None:
-                    writer.add_histograms(histograms)
-
-            remove = observe(model, writer.add_metrics)
-            callbacks = TrainCallbacks(on_layer_stats=on_layer_stats, on_metrics=writer.add_metrics, on_progress=on_progress)
-            try:
-                outcome = train(run.spec, dataset, callbacks, model=model)
-            except Exception as error:  # keep what was measured, say why it stopped
-                outcome = RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
-                writer.flush()
-                store.finish_run(run.run_id, outcome)
-                raise
-            finally:
-                remove()
-        store.finish_run(run.run_id, outcome)
-    return outcome
+# Some figures need a quantity the probe does not record (one unit's input). The runner takes an
+# `Observer` that installs its own hooks on each run's model; see `runner.Observer`.
 
 
 def run_observed(runs: Sequence[ResolvedRun], context: ReproductionContext, observe: Observer) -> dict[str, RunOutcome]:
@@ -177,75 +128,4 @@ def run_observed(runs: Sequence[ResolvedRun], context: ReproductionContext, obse
         completed = store.completed_run_ids()
     todo = list({r.run_id: r for r in runs if r.run_id not in completed}.values())
     check_data(todo)
-    if context.workers > 1 and len(todo) > 1:
-        return _run_pool(todo, context, observe)
-    events, outcomes = context.events, {}
-    for run in todo:
-        if events.on_start:
-            events.on_start(run)
-        progress = (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
-        try:
-            outcomes[run.run_id] = execute_observed_run(run, context.db, observe, progress)
-        except GradientflowError:
-            raise
-        except Exception as error:
-            outcomes[run.run_id] = RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
-        if events.on_end:
-            events.on_end(run, outcomes[run.run_id])
-    return outcomes
-
-
-_worker_queue: Any = None  # set in each worker process by _worker_init
-
-
-def _worker_init(progress_queue: Any) -> None:
-    global _worker_queue
-    torch.set_num_threads(1)  # two one-thread workers use two cores better than one two-thread run
-    _worker_queue = progress_queue
-
-
-def _worker(run: ResolvedRun, db: str, observe: Observer) -> RunOutcome:
-    last = [0]
-
-    def report(done: int, total: int) -> None:
-        if done - last[0] >= max(1, total // 100) or done == total:
-            last[0] = done
-            _worker_queue.put((run.run_id, done, total))
-
-    try:
-        return execute_observed_run(run, db, observe, report)
-    except GradientflowError:
-        raise
-    except Exception as error:
-        return RunOutcome("failed", 0, message=f"{type(error).__name__}: {error}")
-
-
-def _run_pool(todo: list[ResolvedRun], context: ReproductionContext, observe: Observer) -> dict[str, RunOutcome]:
-    spawn = multiprocessing.get_context("spawn")
-    progress_queue = spawn.Queue()
-    events, outcomes = context.events, {}
-
-    def drain() -> None:
-        while True:
-            try:
-                run_id, done, total = progress_queue.get_nowait()
-            except (queue_module.Empty, OSError, ValueError):
-                return
-            if events.on_progress:
-                events.on_progress(run_id, done, total)
-
-    with ProcessPoolExecutor(context.workers, mp_context=spawn, initializer=_worker_init, initargs=(progress_queue,)) as pool:
-        pending = {pool.submit(_worker, run, str(context.db), observe): run for run in todo}
-        for run in todo:
-            if events.on_start:
-                events.on_start(run)
-        while pending:
-            done, _ = wait(list(pending), timeout=0.2, return_when=FIRST_COMPLETED)
-            drain()
-            for future in done:
-                run = pending.pop(future)
-                outcomes[run.run_id] = future.result()
-                if events.on_end:
-                    events.on_end(run, outcomes[run.run_id])
-        drain()
-    return outcomes
+    return execute_runs(todo, context.db, context.workers, context.events, observe=observe)
