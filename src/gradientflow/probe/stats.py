@@ -9,7 +9,6 @@ Nothing here syncs with the host.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 from typing import Sequence
@@ -130,10 +129,6 @@ def _native_ready(layers: Sequence[torch.Tensor]) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in layers) and native.library() is not None
 
 
-def _pointers(layers: Sequence[torch.Tensor]) -> ctypes.Array:
-    return (ctypes.c_void_p * len(layers))(*[t.data_ptr() for t in layers])
-
-
 class _NativePlan:
     """Per-shape constants and output arrays of the native pre-activation path, made once.
 
@@ -166,7 +161,7 @@ def _native_pre_activation(layers: list[torch.Tensor], rule: SaturationRule, per
     batch, units, rest = layers[0].shape
     n = batch * units * rest
     plan = _plan(count, n, units, tuple(percentiles), max_samples, torch.get_num_threads())
-    addresses = _pointers(layers)
+    addresses = native.pointers(layers)
     for row, layer in zip(plan.sample, layers):
         flat = layer.view(-1).numpy()
         if plan.positions is None:
@@ -233,7 +228,7 @@ def raw_gradient_stats_of(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     if _native_ready(grads):
         grads = [t.detach().contiguous() for t in grads]
         out = np.empty((len(grads), 2))
-        native.library().gf_sum_sumsq(_pointers(grads), len(grads), grads[0].numel(), out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
+        native.library().gf_sum_sumsq(native.pointers(grads), len(grads), grads[0].numel(), out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
         out[:, 1] = np.sqrt(out[:, 1])
         with np.errstate(over="ignore"):
             return torch.from_numpy(out.astype(np.float32))
@@ -289,7 +284,7 @@ def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
         layers = [t.contiguous() for t in x.detach().unbind(0)]
         _, batch, units, rest = x.shape
         scratch, out = np.empty(3 * units), np.empty((len(layers), 2))
-        native.library().gf_unit_moments(_pointers(layers), len(layers), batch, units, rest, scratch.ctypes.data, out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
+        native.library().gf_unit_moments(native.pointers(layers), len(layers), batch, units, rest, scratch.ctypes.data, out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
         return torch.from_numpy(out.astype(np.float32))
     x = x.float()
     per_unit = x.shape[1] * x.shape[3]

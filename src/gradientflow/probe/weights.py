@@ -143,8 +143,8 @@ class _NativeTracker:
     def snapshot(self) -> None:
         modules = self.tracker.modules
         native.library().gf_snapshot(  # type: ignore[union-attr]
-            native.pointers([m.weight.data_ptr() for m in modules]), native.pointers([b.data_ptr() for b in self.before]),
-            self.sizes.ctypes.data, native.pointers([p.data_ptr() if p is not None else 0 for p in self.positions]),
+            native.pointers([m.weight for m in modules]), native.pointers(self.before),
+            self.sizes.ctypes.data, native.pointers(self.positions),
             self.kept.ctypes.data, len(modules), self.norms_squared.ctypes.data, torch.get_num_threads(),
         )
         self.fresh = True
@@ -156,9 +156,8 @@ class _NativeTracker:
         out = np.empty((len(chosen), 3))
         sizes, kept = self.sizes[chosen], self.kept[chosen]  # named: the C call reads their memory
         native.library().gf_update(  # type: ignore[union-attr]
-            native.pointers([m.weight.data_ptr() for m in modules]), native.pointers([self.before[i].data_ptr() for i in chosen]),
-            native.pointers([g.data_ptr() if g is not None else 0 for g in grads]), sizes.ctypes.data,
-            native.pointers([self.positions[i].data_ptr() if self.positions[i] is not None else 0 for i in chosen]),
+            native.pointers([m.weight for m in modules]), native.pointers([self.before[i] for i in chosen]),
+            native.pointers(grads), sizes.ctypes.data, native.pointers([self.positions[i] for i in chosen]),
             kept.ctypes.data, len(chosen), out.ctypes.data, torch.get_num_threads(),
         )
         table = np.column_stack((self.norms_squared[chosen], out))  # (modules, 4), all squared norms

@@ -16,6 +16,9 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Sequence
+
+import torch
 
 __all__ = ["library", "cache_dir", "pointers", "NATIVE_ENV"]
 
@@ -79,9 +82,12 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-def pointers(addresses: list[int]) -> ctypes.Array:
-    """Return a C array of the given addresses (0 becomes NULL), for the library's ``**`` arguments."""
-    return (ctypes.c_void_p * len(addresses))(*[a or None for a in addresses])
+def pointers(tensors: Sequence[torch.Tensor | None]) -> ctypes.Array:
+    """Return a C array of the tensors' data addresses (None becomes NULL), for the library's ``**`` arguments.
+
+    The tensors must stay referenced until the call returns: the array holds only addresses.
+    """
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() if t is not None else None for t in tensors])
 
 
 @functools.lru_cache(maxsize=1)
