@@ -28,13 +28,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2: one per network)")
     options = parser.parse_args()
     # the core only: the main setting, probe every 10 steps, test accuracy every 500
-    ioffe2015.BUDGETS["full"] = ioffe2015.Budget(ioffe2015.Setting(0.5, 0.01, options.steps), (), eval_every=500, record_every=10)
+    core = ioffe2015.Budget(ioffe2015.Setting(0.5, 0.01, options.steps), (), eval_every=500, record_every=10)
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder)
         context = ReproductionContext(name="ioffe2015-fig1", output=output, db=output / "runs.db", workers=options.workers)
         start = time.perf_counter()
-        result = ioffe2015.reproduce(context)
+        result = ioffe2015.reproduce(context, core)
         trained = time.perf_counter() - start
         write_page(result, output, "benchmarks/fig1.py", trained, "this machine")
         total = time.perf_counter() - start

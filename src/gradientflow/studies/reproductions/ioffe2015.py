@@ -374,13 +374,14 @@ def _notes(main: Measured) -> list[str]:
     return notes
 
 
-def reproduce(context: ReproductionContext) -> ReproductionResult:
+def reproduce(context: ReproductionContext, budget: Budget | None = None) -> ReproductionResult:
     """Train the paper's two nets (and, in full, the range of settings), compare with Figure 1, draw it.
 
     Returns the comparisons (see `compare`), three or four PNG figures in ``context.figure_dir``,
     the settings chosen and which data ran. Runs are stored in ``context.db`` and reused.
+    `budget` overrides the quick/full one (benchmarks/fig1.py times the core alone).
     """
-    budget = BUDGETS["quick" if context.quick else "full"]
+    budget = budget or BUDGETS["quick" if context.quick else "full"]
     dataset, data_used = choose_mnist(context.data_dir)
     settings = [budget.main, *budget.others]
     runs = {setting: expand(setting_spec(setting, budget, dataset, context.data_dir)) for setting in settings}
