@@ -1,7 +1,9 @@
 """Print the probe's overhead: median step time with and without it, side by side in one process.
 
 Blocks of steps with and without the probe alternate, so machine noise hits both alike; the
-figure is the ratio of medians. Also prints the peak memory (max RSS) of 20,000 steps of the
+figure is the ratio of the medians of the blocks' mean step times. (Means within a block, not the
+median step: the probe computes small layers' statistics every 16 recorded steps and flushes every
+50, and a median step would leave those steps out.) Also prints the peak memory (max RSS) of 20,000 steps of the
 Figure-1 MLP with and without the probe, each in a fresh subprocess.
 
     python benchmarks/probe_overhead.py [--quick]
@@ -54,14 +56,14 @@ def step_times(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, p
 
 
 def compare(name: str, make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, every: int, steps: int, rounds: int) -> tuple[float, float, float]:
-    """Return (plain median ms, probe median ms, ratio), alternating blocks of `steps` steps."""
+    """Return (plain ms, probe ms, ratio): medians over `rounds` alternating blocks of `steps` steps of each block's mean step time."""
     model = make()
     plain: list[float] = []
     probed: list[float] = []
     step_times(model, x, y, 5, None)  # warm-up: allocator, kernels
     for _ in range(rounds):
-        plain += step_times(model, x, y, steps, None)
-        probed += step_times(model, x, y, steps, every)
+        plain.append(statistics.fmean(step_times(model, x, y, steps, None)))
+        probed.append(statistics.fmean(step_times(model, x, y, steps, every)))
     p, q = statistics.median(plain) * 1e3, statistics.median(probed) * 1e3
     print(f"{name:<48} every={every:<3} plain {p:8.3f} ms   probe {q:8.3f} ms   ratio {q / p:5.3f}", flush=True)
     return p, q, q / p
