@@ -50,6 +50,51 @@ def test_native_gradient_stats_match_a_float64_reference() -> None:
     np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-9)
 
 
+def _order_stats(values: np.ndarray, ks: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    library = native.library()
+    assert library is not None
+    x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    m = len(values) if positions is None else len(positions)
+    ks = np.ascontiguousarray(ks, dtype=np.int64)
+    scratch, out = np.empty(4 * m + 256, dtype=np.uint32), np.empty(len(ks), dtype=np.float32)
+    where = None if positions is None else np.ascontiguousarray(positions, dtype=np.int64)
+    library.gf_order_stats(
+        native.pointers([x]), 1, None if where is None else where.ctypes.data, m, ks.ctypes.data, len(ks), scratch.ctypes.data, out.ctypes.data
+    )
+    return out
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "case",
+    ["normal", "tiny", "ties", "one-value", "signed-zeros", "wide-range", "nan-and-inf", "narrow"],
+)
+def test_radix_select_equals_numpy_sort(case: str) -> None:
+    rng = np.random.default_rng(len(case))
+    values = {
+        "normal": rng.normal(0.3, 2.0, 4096),
+        "tiny": rng.normal(size=7),
+        "ties": rng.integers(-3, 4, 5000).astype(float),
+        "one-value": np.full(3000, 1.25),
+        "signed-zeros": rng.choice([-0.0, 0.0, -1e-30, 1e-30, 2.0], size=1000),
+        "wide-range": rng.normal(size=4096) * 10.0 ** rng.integers(-30, 30, 4096),
+        "nan-and-inf": np.concatenate((rng.normal(size=500), [np.nan] * 7, [np.inf, -np.inf] * 3)),
+        "narrow": 1.0 + rng.normal(size=4096) * 1e-6,  # thousands of keys share their top bits
+    }[case].astype(np.float32)
+    ks = np.unique(np.concatenate(([0, len(values) // 2, len(values) - 1], rng.integers(0, len(values), 6))))
+    expected = np.sort(values)[ks]
+    np.testing.assert_array_equal(_order_stats(values, ks), expected)
+
+
+@needs_native
+def test_radix_select_reads_only_the_sampled_positions() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=10_000).astype(np.float32)
+    positions = np.sort(rng.choice(10_000, 4096, replace=False))
+    ks = np.array([0, 614, 2047, 3481, 4095])
+    np.testing.assert_array_equal(_order_stats(values, ks, positions), np.sort(values[positions])[ks])
+
+
 @needs_native
 def test_native_path_counts_nan_and_inf_and_reports_nan_moments() -> None:
     x = torch.tensor([[1.0, float("nan"), float("inf"), -float("inf"), 0.5, 2.0]]).reshape(1, 6, 1)

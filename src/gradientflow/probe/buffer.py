@@ -76,13 +76,29 @@ class StatsBuffer:
         self.present.append(set())
         return len(self.steps) - 1
 
-    def write(self, slot: int, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor, row_ids: list[int]) -> None:
-        """Write `values` ``(len(rows), len(columns), *extra)`` into the slot at those rows and columns."""
+    def write(self, slots: np.ndarray, rows: np.ndarray, columns: np.ndarray, values: torch.Tensor) -> None:
+        """Write `values` ``(n, len(columns), *extra)``: row i goes to slot ``slots[i]``, row ``rows[i]``.
+
+        `slots`, `rows` and `columns` are int64 numpy arrays; one call can fill several slots.
+        """
         if self._host is not None and values.device.type == "cpu":
-            self._host[slot, rows.numpy()[:, None], columns.numpy()[None, :]] = values.numpy()
+            self._host[slots[:, None], rows[:, None], columns[None, :]] = values.numpy()
         else:
-            self.values[slot].index_put_((rows[:, None], columns[None, :]), values.to(self.values.dtype))
-        self.present[slot].update(row_ids)
+            index = [torch.from_numpy(a).to(self.device) for a in (slots[:, None], rows[:, None], columns[None, :])]
+            self.values.index_put_(tuple(index), values.to(self.device, self.values.dtype))
+        for slot, row in zip(slots.tolist(), rows.tolist()):
+            self.present[slot].add(row)
+
+    def write_slot(self, slot: int, rows: list[int], columns: np.ndarray, flat: np.ndarray, values: torch.Tensor) -> None:
+        """Write `values` ``(len(rows), len(columns))`` into one slot; `flat` holds ``row * width + column``
+        of each value in row-major order (width: the number of columns), so the CPU path is one
+        indexed store: this runs for the weights on every recorded step."""
+        if self._host is not None and values.device.type == "cpu" and not self.extra_shape:
+            self._host[slot].reshape(-1)[flat] = values.numpy().reshape(-1)
+        else:
+            self.write(np.full(len(rows), slot, dtype=np.int64), np.asarray(rows, dtype=np.int64), columns, values)
+            return
+        self.present[slot].update(rows)
 
     def drain(self) -> tuple[np.ndarray, list[int], list[set[int]]]:
         """Copy the used slots to the host in one transfer, reset them to NaN, return (values, steps, present)."""

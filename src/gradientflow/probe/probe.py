@@ -13,6 +13,7 @@ import fnmatch
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -77,6 +78,8 @@ class Probe:
             of (batch, channels, ...)).
         sink: called with each flushed chunk ``(stats, histograms or None)``, e.g. a store writer.
         keep: keep flushed chunks in memory for `frame()` (set False with a sink for long runs).
+        background: on the CPU, compute small layers' activation statistics on one background
+            thread while training goes on (same numbers; False computes them on the calling thread).
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Probe:
         max_percentile_samples: int = 4096,
         sink: Sink | None = None,
         keep: bool = True,
+        background: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ProbeError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
@@ -120,19 +124,20 @@ class Probe:
         self._histograms = HistogramRecorder(histogram_bins, flush_every, self._device) if histograms else None
         self._rows: dict[str, RowInfo] = {}
         self._row_list: list[RowInfo] = []
-        self._frames: list[pd.DataFrame] = []
+        self._frames: list[Any] = []  # tables, or drained values not turned into a table yet (see flush)
         self._histogram_frames: list[pd.DataFrame] = []
         self._handles: list[Any] = []
         self._discovery: dict[str, Any] = {}
-        self._index_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], torch.Tensor, torch.Tensor]] = {}
+        self._index_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], np.ndarray, np.ndarray, np.ndarray]] = {}  # (keys, columns) -> (row ids, rows, columns, flat)
         self._modes: dict[nn.Module, bool] = {}
         self._step = 0
         self._recording = False
         self._open = False
         self._generation = 0
         self._weight_tracker = WeightTracker(list(self._weights))
+        self._weight_rows: tuple[int, list[nn.Module], list[str]] = (-1, [], [])  # (rows known, modules, keys)
         self._snapshot_fresh = False
-        self._pending = PendingActivations()
+        self._pending = PendingActivations(self.percentiles, max_percentile_samples, unit_dim, background)
         self._reset_captures()
 
     # ------------------------------------------------------------------ selection
@@ -194,6 +199,8 @@ class Probe:
                 module.training = training
         finally:
             self._reset_captures()
+            for slots, keys, columns, values in self._pending.close():  # also stops its background thread
+                self._write(slots, keys, columns, values)
             self.flush()
 
     @property
@@ -253,6 +260,7 @@ class Probe:
         self._bn_inputs: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._calls: dict[str, int] = defaultdict(int)
         self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
+        self._retained: list[tuple[str, int, torch.Tensor]] = []  # (key, call index, tensor whose .grad autograd fills)
         self._snapshot_fresh = False
 
     # ------------------------------------------------------------------ hooks
@@ -305,12 +313,23 @@ class Probe:
         self._row(key, kind, module_type, rule.name)
         kept = x.detach()
         self._pre[key].append(kept.clone() if copy else kept)
+        leaf = x.grad_fn is None
         # an op's fresh output (or our copy) can wait; a leaf such as a reused input buffer cannot
-        self._owned[key] = self._owned.get(key, True) and (copy or x.grad_fn is not None)
-        self._grads[key].append(None)
+        self._owned[key] = self._owned.get(key, True) and (copy or not leaf)
+        grads = self._grads[key]
+        grads.append(None)
         self._rules[key] = rule
-        if x.requires_grad:
-            x.register_hook(self._gradient_hook(key, len(self._grads[key]) - 1, self._generation))
+        if not x.requires_grad:
+            return
+        if copy or leaf:
+            # an in-place activation's input: retain_grad would follow the tensor to its activated
+            # version; a leaf: its .grad accumulates across steps. A hook sees this version's gradient.
+            x.register_hook(self._gradient_hook(key, len(grads) - 1, self._generation))
+        else:
+            # autograd keeps the gradient in C++ (x.grad): a Python hook costs about three times as
+            # much per step, registered and called, and is the largest cost for a small network
+            x.retain_grad()
+            self._retained.append((key, len(grads) - 1, x))
 
     def _gradient_hook(self, key: str, index: int, generation: int) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
@@ -337,7 +356,15 @@ class Probe:
         self._weight_tracker.snapshot()
         self._snapshot_fresh = True
 
+    def _collect_retained_gradients(self) -> None:
+        for key, index, x in self._retained:
+            grad = x.grad
+            if grad is not None:
+                self._grads[key][index] = grad.detach()
+        self._retained = []
+
     def _record(self) -> None:
+        self._collect_retained_gradients()
         with torch.no_grad():
             slot = self._buffer.open_slot(self._step)
             self._record_activations(slot)
@@ -348,43 +375,50 @@ class Probe:
         if self._buffer.full or (self._histograms is not None and self._histograms.full):
             self.flush()
 
-    def _write(self, slot: int, keys: list[str], columns: Sequence[str], values: torch.Tensor) -> None:
+    def _write(self, slots: int | list[int], keys: list[str], columns: Sequence[str], values: torch.Tensor) -> None:
+        """Write `values` (one row per key) into the buffer: all in slot `slots`, or key i in ``slots[i]``."""
         cache_key = (tuple(keys), tuple(columns))
         indices = self._index_cache.get(cache_key)
         if indices is None:
-            rows = [self._rows[k].index for k in keys]
-            indices = (
-                rows,
-                torch.tensor(rows, device=self._device),
-                torch.tensor([self._col[c] for c in columns], device=self._device),
-            )
-            self._index_cache[cache_key] = indices
-        row_ids, row_tensor, column_tensor = indices
-        self._buffer.write(slot, row_tensor, column_tensor, values, row_ids)
+            row_ids = [self._rows[k].index for k in keys]
+            rows = np.array(row_ids, dtype=np.int64)
+            column_index = np.array([self._col[c] for c in columns], dtype=np.int64)
+            flat = (rows[:, None] * len(self._raw_columns) + column_index[None, :]).reshape(-1)
+            indices = self._index_cache[cache_key] = (row_ids, rows, column_index, flat)
+        row_ids, rows, column_index, flat = indices
+        if isinstance(slots, int):
+            self._buffer.write_slot(slots, row_ids, column_index, flat, values)
+        else:
+            self._buffer.write(np.array(slots, dtype=np.int64), rows, column_index, values)
 
     def _record_activations(self, slot: int) -> None:
         for key, tensors in self._pre.items():
-            x = as_units_layout(tensors[0] if len(tensors) == 1 else torch.cat(tensors), self.unit_dim)
+            # several calls of one step (gradient accumulation) pool their examples; a 1-d
+            # pre-activation is one example, so those are stacked
+            x = tensors[0] if len(tensors) == 1 else torch.cat(tensors) if tensors[0].dim() > 1 else torch.stack(tensors)
             grads = self._grads[key]
             g = None
             if all(t is not None for t in grads):
-                g = as_units_layout(grads[0] if len(grads) == 1 else torch.cat(grads), self.unit_dim)  # type: ignore[arg-type]
+                g = grads[0] if len(grads) == 1 else torch.cat(grads) if grads[0].dim() > 1 else torch.stack(grads)  # type: ignore
             self._pending.add(slot, key, x, g, self._rules[key], self._owned.get(key, False))
         if self._pending.end_step():
             self._compute_pending()
 
-    def _compute_pending(self) -> None:
-        for slot, keys, columns, values in self._pending.compute(self.percentiles, self.max_percentile_samples):
-            self._write(slot, keys, columns, values)
+    def _compute_pending(self, wait: bool = False) -> None:
+        for slots, keys, columns, values in self._pending.results(wait):
+            self._write(slots, keys, columns, values)
 
     def _record_weights(self, slot: int) -> None:
-        modules = [m for m in self._weights if self._weights[m] in self._rows]
+        if self._weight_rows[0] != len(self._rows):  # a row was discovered since the list was made
+            modules = [m for m in self._weights if self._weights[m] in self._rows]
+            self._weight_rows = (len(self._rows), modules, [self._weights[m] for m in modules])
+        _, modules, keys = self._weight_rows
         if not modules:
             return
-        keys = [self._weights[m] for m in modules]
         if not self._snapshot_fresh:
             self._weight_tracker.forget()
-        values = self._weight_tracker.measure(modules)
+        # when the next step is recorded too, the update pass keeps the weights as its snapshot
+        values = self._weight_tracker.measure(modules, keep_next=self.schedule(self._step + 1))
         self._write(slot, keys, _WEIGHT_RAW, values)
 
     def _record_batchnorm(self, slot: int) -> None:
@@ -395,18 +429,26 @@ class Probe:
 
     # ------------------------------------------------------------------ output
     def flush(self) -> None:
-        """Copy recorded statistics to the host (one transfer) and hand them to the sink / keep them."""
-        self._compute_pending()
+        """Copy recorded statistics to the host (one transfer) and hand them to the sink / keep them.
+
+        Without a sink the drained values are kept as they are and turned into a table only when
+        `frame()` asks: building a DataFrame costs milliseconds, which would otherwise land on the
+        training step that flushes.
+        """
+        self._compute_pending(wait=True)
         if self._buffer.used == 0 and (self._histograms is None or self._histograms.used == 0):
             return
-        stats = self._drain_frame()
+        drained = self._buffer.drain()
         histograms = self._histograms.drain(self._row_list) if self._histograms is not None else None
-        if self.keep:
-            self._frames.append(stats)
-            if histograms is not None:
-                self._histogram_frames.append(histograms)
         if self.sink is not None:
+            stats = self._frame_of(drained)
             self.sink(stats, histograms)
+            if self.keep:
+                self._frames.append(stats)
+        elif self.keep:
+            self._frames.append(drained)
+        if self.keep and histograms is not None:
+            self._histogram_frames.append(histograms)
 
     def _derive(self, raw: dict) -> dict:
         out = derive(raw, self.percentiles)
@@ -415,14 +457,15 @@ class Probe:
             out[name] = raw[name]
         return out
 
-    def _drain_frame(self) -> pd.DataFrame:
-        return frame_from_drain(*self._buffer.drain(), self._row_list, self._raw_columns, self._derive, self.columns)
+    def _frame_of(self, drained: tuple[np.ndarray, list[int], list[set[int]]]) -> pd.DataFrame:
+        return frame_from_drain(*drained, self._row_list, self._raw_columns, self._derive, self.columns)
 
     def frame(self) -> pd.DataFrame:
         """Return every recorded row kept so far: one row per (step, layer), columns as in records.LAYER_ID_COLUMNS + stats."""
         self.flush()
+        self._frames = [chunk if isinstance(chunk, pd.DataFrame) else self._frame_of(chunk) for chunk in self._frames]
         if not self._frames:
-            return self._drain_frame()
+            return self._frame_of(self._buffer.drain())
         return pd.concat(self._frames, ignore_index=True)
 
     def histogram_frame(self) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -22,11 +22,14 @@ from .activations import SaturationRule
 
 __all__ = [
     "as_units_layout",
+    "units_shape",
     "pre_activation_stats",
     "raw_pre_activation_stats",
     "raw_gradient_stats",
     "raw_pre_activation_stats_of",
     "raw_gradient_stats_of",
+    "PreActivationJob",
+    "GradientJob",
     "raw_columns",
     "derive",
     "RAW_HEAD",
@@ -44,6 +47,16 @@ def as_units_layout(x: torch.Tensor, unit_dim: int = 1) -> torch.Tensor:
     if unit_dim % x.dim() != 1:
         x = x.movedim(unit_dim, 1)
     return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def units_shape(shape: Sequence[int], unit_dim: int = 1) -> tuple[int, int, int] | None:
+    """Return ``(batch, units, rest)`` of a contiguous tensor of `shape` read as `as_units_layout`
+    would lay it out, without moving memory; None when its units must be moved first."""
+    if len(shape) <= 1:
+        return (1, shape[0] if shape else 1, 1)
+    if unit_dim % len(shape) != 1:
+        return None
+    return (shape[0], shape[1], math.prod(shape[2:]))
 
 
 def percentile_positions(n: int, percentiles: Sequence[float]) -> torch.Tensor:
@@ -114,15 +127,23 @@ def raw_pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles:
     return fast if fast is not None else _torch_pre_activation(x, rule, percentiles, max_percentile_samples)
 
 
-def raw_pre_activation_stats_of(layers: Sequence[torch.Tensor], rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096) -> torch.Tensor:
-    """`raw_pre_activation_stats` of same-shaped ``(batch, units, rest)`` tensors given as a list.
+def raw_pre_activation_stats_of(
+    layers: Sequence[torch.Tensor],
+    rule: SaturationRule,
+    percentiles: Sequence[float],
+    max_percentile_samples: int = 4096,
+    unit_dim: int = 1,
+    threads: int | None = None,
+) -> torch.Tensor:
+    """`raw_pre_activation_stats` of same-shaped tensors given as a list, each read as
+    `as_units_layout(tensor, unit_dim)` (a ``(batch, units, rest)`` tensor is taken as it is).
 
-    On the CPU with the native library the layers are read in place (no stacking copy).
+    On the CPU with the native library the layers are read in place (no stacking copy), with
+    `threads` threads (default: PyTorch's count).
     """
-    fast = _native_pre_activation(list(layers), rule, percentiles, max_percentile_samples)
-    if fast is not None:
-        return fast
-    return _torch_pre_activation(torch.stack(list(layers)), rule, percentiles, max_percentile_samples)
+    job = PreActivationJob(layers, rule, percentiles, max_percentile_samples, unit_dim, threads)
+    job.run()
+    return job.table()
 
 
 def _native_ready(layers: Sequence[torch.Tensor]) -> bool:
@@ -133,18 +154,23 @@ class _NativePlan:
     """Per-shape constants and output arrays of the native pre-activation path, made once.
 
     Every numpy or ctypes call costs microseconds, the same order as the C pass itself for small
-    layers, so the per-step path only fills preallocated arrays.
+    layers, so the per-step path only fills preallocated arrays (their addresses are kept as ints:
+    numpy's ``.ctypes`` attribute alone costs microseconds). Its scratch arrays serve one running
+    job at a time; each job has its own output arrays.
     """
 
     def __init__(self, count: int, n: int, units: int, percentiles: tuple[float, ...], max_samples: int, threads: int) -> None:
         self.n_sample = min(n, max_samples)
-        self.positions = _sample_positions(n, max_samples, torch.device("cpu")).numpy() if n > max_samples else None
+        self.positions = _sample_positions(n, max_samples, torch.device("cpu")).numpy().astype(np.int64) if n > max_samples else None
         wanted = np.concatenate(([self.n_sample // 2], percentile_positions(self.n_sample, percentiles).numpy()))  # pivot, lows, highs
-        self.ks, self.where = np.unique(wanted, return_inverse=True)
-        self.sample = np.empty((count, self.n_sample), dtype=np.float32)
+        ks, self.where = np.unique(wanted, return_inverse=True)
+        self.ks = np.ascontiguousarray(ks, dtype=np.int64)
+        self.scratch = np.empty(4 * self.n_sample + 256, dtype=np.uint32)
         self.unit_counts = np.empty(threads * units, dtype=np.int32)
-        self.moments = np.empty((count, 7))  # centered sum, centered sum of squares, min, max, saturated, dead, nonfinite
         self.threads = threads
+        self.addresses = {name: getattr(self, name).ctypes.data for name in ("ks", "scratch", "unit_counts")} | {
+            "positions": None if self.positions is None else self.positions.ctypes.data
+        }
 
 
 @functools.lru_cache(maxsize=128)
@@ -152,38 +178,106 @@ def _plan(count: int, n: int, units: int, percentiles: tuple[float, ...], max_sa
     return _NativePlan(count, n, units, percentiles, max_samples, threads)
 
 
-def _native_pre_activation(layers: list[torch.Tensor], rule: SaturationRule, percentiles: Sequence[float], max_samples: int) -> torch.Tensor | None:
-    if rule.derivative is not None or not _native_ready(layers):
+class PreActivationJob:
+    """`raw_pre_activation_stats_of` in three parts, so that its C pass can run on another thread:
+    the constructor prepares the call (here), `run` makes it (any thread: one C call, which
+    releases the GIL; nothing else), `table` reads the result (here, after `run`).
+
+    Without the C library (or for a rule the C pass does not know) `run` does nothing and
+    `table` computes with torch.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[torch.Tensor],
+        rule: SaturationRule,
+        percentiles: Sequence[float],
+        max_samples: int = 4096,
+        unit_dim: int = 1,
+        threads: int | None = None,
+    ) -> None:
+        self.layers, self.rule, self.percentiles, self.max_samples, self.unit_dim = list(layers), rule, tuple(percentiles), max_samples, unit_dim
+        self._arguments: tuple[Any, ...] | None = None
+        if rule.derivative is None and _native_ready(self.layers):
+            self._prepare(threads or torch.get_num_threads())
+
+    def _prepare(self, threads: int) -> None:
+        layout = units_shape(self.layers[0].shape, self.unit_dim)
+        layers = self.layers
+        if layout is None:
+            layers = [as_units_layout(t, self.unit_dim) for t in layers]
+            layout = tuple(layers[0].shape)  # type: ignore[assignment]
+        self._kept = layers = [t if t.is_contiguous() else t.contiguous() for t in layers]  # alive until run() returns
+        batch, units, rest = layout  # type: ignore[misc]
+        self.n, self.units = batch * units * rest, units
+        plan = self._plan = _plan(len(layers), self.n, units, self.percentiles, self.max_samples, threads)
+        self.picked = np.empty((len(layers), len(plan.ks)), dtype=np.float32)
+        self.pivots = np.empty(len(layers), dtype=np.float32)
+        self.moments = np.empty((len(layers), 7))  # centered sum, centered sum of squares, min, max, saturated, dead, nonfinite
+        at, rule = plan.addresses, self.rule
+        self._arguments = (
+            native.pointers(layers), len(layers), at["positions"], plan.n_sample, at["ks"], len(plan.ks), int(plan.where[0]),
+            at["scratch"], self.picked.ctypes.data, self.pivots.ctypes.data, batch, units, rest,
+            int(rule.lower is not None), rule.lower or 0.0, int(rule.upper is not None), rule.upper or 0.0, int(rule.inclusive),
+            at["unit_counts"], self.moments.ctypes.data, plan.threads,
+        )
+
+    def run(self) -> None:
+        """Make the C call (the sample's order statistics by radix select, then one pass per layer)."""
+        if self._arguments is not None:
+            native.library().gf_activation_stats(*self._arguments)  # type: ignore[union-attr]
+
+    def table(self) -> torch.Tensor:
+        """Return float32 ``(layers, len(raw_columns(percentiles)))``, as `raw_pre_activation_stats`."""
+        if self._arguments is None:
+            stacked = torch.stack([as_units_layout(t, self.unit_dim) for t in self.layers])
+            return _torch_pre_activation(stacked, self.rule, self.percentiles, self.max_samples)
+        plan, count = self._plan, len(self.layers)
+        picked = self.picked[:, plan.where]  # (layers, 1 + 2 * percentiles): pivot, lows, highs
+        table = np.empty((count, len(RAW_HEAD) + picked.shape[1] - 1), dtype=np.float32)
+        table[:, :3] = (self.n, self.units, plan.n_sample)
+        table[:, 3] = self.pivots
+        self.moments[:, 1] = np.sqrt(self.moments[:, 1])  # the centered norm, from its square
+        with np.errstate(over="ignore"):  # sums beyond float32's range are recorded as inf, as torch would
+            table[:, 4:11] = self.moments
+        table[:, 11:] = picked[:, 1:]
+        return torch.from_numpy(table)
+
+
+class GradientJob:
+    """`raw_gradient_stats_of` split like `PreActivationJob`: prepare here, `run` anywhere, `table` here."""
+
+    def __init__(self, grads: Sequence[torch.Tensor], threads: int | None = None) -> None:
+        self.grads = list(grads)
+        self._arguments: tuple[Any, ...] | None = None
+        if _native_ready(self.grads):
+            self._kept = kept = [t if t.is_contiguous() else t.contiguous() for t in self.grads]
+            self._out = np.empty((len(kept), 2))
+            self._arguments = (native.pointers(kept), len(kept), kept[0].numel(), self._out.ctypes.data, threads or torch.get_num_threads())
+
+    def run(self) -> None:
+        """Make the C call: sum and sum of squares of each gradient."""
+        if self._arguments is not None:
+            native.library().gf_sum_sumsq(*self._arguments)  # type: ignore[union-attr]
+
+    def table(self) -> torch.Tensor:
+        """Return float32 ``(layers, 2)``: sum and L2 norm of each gradient."""
+        if self._arguments is None:
+            flat = torch.stack([t.float().reshape(-1) for t in self.grads])
+            return torch.stack((flat.sum(dim=1), torch.linalg.vector_norm(flat, dim=1)), dim=1)
+        self._out[:, 1] = np.sqrt(self._out[:, 1])
+        with np.errstate(over="ignore"):
+            return torch.from_numpy(self._out.astype(np.float32))
+
+
+def _native_pre_activation(
+    layers: list[torch.Tensor], rule: SaturationRule, percentiles: Sequence[float], max_samples: int, unit_dim: int = 1, threads: int | None = None
+) -> torch.Tensor | None:
+    job = PreActivationJob(layers, rule, percentiles, max_samples, unit_dim, threads)
+    if job._arguments is None:
         return None
-    library = native.library()
-    layers = [t.detach().contiguous() for t in layers]
-    count = len(layers)
-    batch, units, rest = layers[0].shape
-    n = batch * units * rest
-    plan = _plan(count, n, units, tuple(percentiles), max_samples, torch.get_num_threads())
-    addresses = native.pointers(layers)
-    for row, layer in zip(plan.sample, layers):
-        flat = layer.view(-1).numpy()
-        if plan.positions is None:
-            row[:] = flat
-        else:
-            np.take(flat, plan.positions, out=row)
-    plan.sample.sort(axis=1)  # numpy's vectorised sort: many times faster than torch's or a quickselect here
-    picked = plan.sample[:, plan.ks][:, plan.where]  # (layers, 1 + 2 * percentiles): pivot, lows, highs
-    pivot = np.ascontiguousarray(picked[:, 0])
-    library.gf_pre_activation_stats(  # type: ignore[union-attr]
-        addresses, count, batch, units, rest, pivot.ctypes.data,
-        int(rule.lower is not None), rule.lower or 0.0, int(rule.upper is not None), rule.upper or 0.0,
-        int(rule.inclusive), plan.unit_counts.ctypes.data, plan.moments.ctypes.data, plan.threads,
-    )
-    table = np.empty((count, len(RAW_HEAD) + picked.shape[1] - 1), dtype=np.float32)
-    table[:, :3] = (n, units, plan.n_sample)
-    table[:, 3] = pivot
-    plan.moments[:, 1] = np.sqrt(plan.moments[:, 1])  # the centered norm, from its square
-    with np.errstate(over="ignore"):  # sums beyond float32's range are recorded as inf, as torch would
-        table[:, 4:11] = plan.moments
-    table[:, 11:] = picked[:, 1:]
-    return torch.from_numpy(table)
+    job.run()
+    return job.table()
 
 
 def _torch_pre_activation(x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int) -> torch.Tensor:
@@ -223,17 +317,12 @@ def raw_gradient_stats(g: torch.Tensor) -> torch.Tensor:
     return torch.stack((flat.sum(dim=1), torch.linalg.vector_norm(flat, dim=1)), dim=1)
 
 
-def raw_gradient_stats_of(grads: Sequence[torch.Tensor]) -> torch.Tensor:
-    """`raw_gradient_stats` of same-sized tensors given as a list (read in place on the CPU)."""
-    if _native_ready(grads):
-        grads = [t.detach().contiguous() for t in grads]
-        out = np.empty((len(grads), 2))
-        native.library().gf_sum_sumsq(native.pointers(grads), len(grads), grads[0].numel(), out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
-        out[:, 1] = np.sqrt(out[:, 1])
-        with np.errstate(over="ignore"):
-            return torch.from_numpy(out.astype(np.float32))
-    flat = torch.stack([t.float().reshape(-1) for t in grads])
-    return torch.stack((flat.sum(dim=1), torch.linalg.vector_norm(flat, dim=1)), dim=1)
+def raw_gradient_stats_of(grads: Sequence[torch.Tensor], threads: int | None = None) -> torch.Tensor:
+    """`raw_gradient_stats` of same-sized tensors given as a list (read in place on the CPU, with
+    `threads` threads; default: PyTorch's count)."""
+    job = GradientJob(grads, threads)
+    job.run()
+    return job.table()
 
 
 def derive(raw: dict[str, np.ndarray], percentiles: Sequence[float]) -> dict[str, np.ndarray]:

@@ -66,8 +66,7 @@ class WeightTracker:
         """Remember the weights as they are now (call before the forward pass of a recorded step)."""
         if not self.modules:
             return
-        if self._native is not None and self._native.usable():
-            self._native.snapshot()
+        if self._native is not None and self._native.snapshot():
             return
         weights = [m.weight.detach() for m in self.modules]
         self._before_norms = torch._foreach_norm(weights)
@@ -86,14 +85,20 @@ class WeightTracker:
         self._before_norms = None
         if self._native is not None:
             self._native.fresh = False
+            self._native.retained = None
 
-    def measure(self, modules: list[nn.Module]) -> torch.Tensor:
+    def measure(self, modules: list[nn.Module], keep_next: bool = False) -> torch.Tensor:
         """Return ``(len(modules), 4)``: weight norm before the step, weight-gradient norm, and the
         norms of the update and of the weights before it over the tracked entries (their ratio is
         the update ratio). Without a snapshot: the current weights' norm, then NaN for the update.
+
+        `keep_next`: the next step is recorded too, so the native path may keep the weights now,
+        in the same pass, as that step's snapshot (used unless they change in place before it).
         """
-        if self._native is not None and self._native.fresh and self._native.usable():
-            return self._native.measure([self._index[m] for m in modules])
+        if self._native is not None and self._native.fresh:
+            measured = self._native.measure(tuple(self._index[m] for m in modules), keep_next)
+            if measured is not None:
+                return measured
         grads = [m.weight.grad for m in modules]
         if all(g is not None for g in grads):
             grad_norms = torch._foreach_norm(grads)
@@ -118,15 +123,42 @@ def _native_ready(modules: list[nn.Module]) -> bool:
 
 
 def _plain_cpu(t: torch.Tensor | None) -> bool:
-    return t is not None and t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+    return t is not None and t.is_cpu and t.dtype == torch.float32 and t.is_contiguous()
+
+
+def _weight_of(module: nn.Module) -> torch.Tensor:
+    # the parameter dict directly: nn.Module.__getattr__ costs microseconds per call, and this
+    # runs for every tracked weight on every recorded step
+    weight = module._parameters.get("weight")
+    return weight if weight is not None else module.weight  # e.g. a parametrized weight
+
+
+class _UpdatePlan:
+    """Arrays of one subset of the tracked weights for `gf_update`, built once per subset."""
+
+    def __init__(self, tracker: "_NativeTracker", chosen: tuple[int, ...]) -> None:
+        self.chosen = np.array(chosen, dtype=np.int64)
+        self.everything = chosen == tuple(range(len(tracker.modules)))
+        self.modules = [tracker.modules[i] for i in chosen]
+        self.before = native.pointers([tracker.before[i] for i in chosen])
+        self.positions = native.pointers([tracker.positions[i] for i in chosen])
+        self.sizes, self.kept = tracker.sizes[self.chosen], tracker.kept[self.chosen]
+        self.out = np.empty((len(chosen), 3))
+        self.table = np.empty((len(chosen), 4))  # squared: weight norm before, grad norm, change, tracked
+        self.addresses = (self.sizes.ctypes.data, self.kept.ctypes.data, self.out.ctypes.data)
 
 
 class _NativeTracker:
     """The same measurements through the C library: one pass per weight for the snapshot (copy and
-    norm together) and one for the update (gradient norm, change and tracked norm together)."""
+    norm together) and one for the update (gradient norm, change and tracked norm together).
+
+    The per-step path is two C calls and the Python that feeds them, which for a small network
+    costs more than the C passes: every array and address that does not change between steps is
+    built once (numpy's ``.ctypes`` attribute alone costs microseconds).
+    """
 
     def __init__(self, tracker: WeightTracker) -> None:
-        self.tracker = tracker
+        self.modules = tracker.modules
         self.before = [
             torch.empty(m.weight.numel() if p is None else len(p), dtype=torch.float32) for m, p in zip(tracker.modules, tracker._positions)
         ]
@@ -134,32 +166,56 @@ class _NativeTracker:
         self.kept = np.array([len(b) for b in self.before], dtype=np.int64)
         self.positions = [p.cpu().contiguous() if p is not None else None for p in tracker._positions]
         self.norms_squared = np.full(len(self.before), math.nan)
+        self._norms_address = self.norms_squared.ctypes.data
+        self._snapshot_arguments = (
+            native.pointers(self.before), self.sizes.ctypes.data, native.pointers(self.positions),
+            self.kept.ctypes.data, len(self.before), self._norms_address,
+        )
+        self._plans: dict[tuple[int, ...], _UpdatePlan] = {}
         self.fresh = False
+        # (weight, version) of each weight as the last update pass copied it: a snapshot taken
+        # already, valid while every weight is the same tensor at the same in-place version
+        self.retained: list[tuple[torch.Tensor, int]] | None = None
 
-    def usable(self) -> bool:
-        """True while every weight is still a contiguous float32 CPU tensor (a model moved later is not)."""
-        return all(_plain_cpu(m.weight) for m in self.tracker.modules)
-
-    def snapshot(self) -> None:
-        modules = self.tracker.modules
+    def snapshot(self) -> bool:
+        """Copy the weights (or their tracked entries) and their squared norms; False (nothing done)
+        when a weight is no longer a contiguous float32 CPU tensor (a model moved later)."""
+        weights = [_weight_of(m) for m in self.modules]
+        retained, self.retained = self.retained, None
+        if retained is not None and all(w is r and w._version == v for w, (r, v) in zip(weights, retained)):
+            self.fresh = True
+            return True
+        if not all(_plain_cpu(w) for w in weights):
+            self.fresh = False
+            return False
+        before, sizes, positions, kept, count, norms = self._snapshot_arguments
         native.library().gf_snapshot(  # type: ignore[union-attr]
-            native.pointers([m.weight for m in modules]), native.pointers(self.before),
-            self.sizes.ctypes.data, native.pointers(self.positions),
-            self.kept.ctypes.data, len(modules), self.norms_squared.ctypes.data, torch.get_num_threads(),
+            native.pointers(weights), before, sizes, positions, kept, count, norms, torch.get_num_threads()
         )
         self.fresh = True
+        return True
 
-    def measure(self, chosen: list[int]) -> torch.Tensor:
-        modules = [self.tracker.modules[i] for i in chosen]
-        grads = [m.weight.grad for m in modules]
-        grads = [g if g is None or _plain_cpu(g) else g.float().contiguous() for g in grads]
-        out = np.empty((len(chosen), 3))
-        sizes, kept = self.sizes[chosen], self.kept[chosen]  # named: the C call reads their memory
+    def measure(self, chosen: tuple[int, ...], keep_next: bool = False) -> torch.Tensor | None:
+        """Return the `WeightTracker.measure` table of the weights at indices `chosen`, or None when
+        a weight is no longer a contiguous float32 CPU tensor. With `keep_next` (and every weight
+        chosen) the same pass takes the next step's snapshot."""
+        plan = self._plans.get(chosen)
+        if plan is None:
+            plan = self._plans[chosen] = _UpdatePlan(self, chosen)
+        weights = [_weight_of(m) for m in plan.modules]
+        grads = [w.grad for w in weights]
+        if not all(_plain_cpu(w) for w in weights) or not all(g is None or _plain_cpu(g) for g in grads):
+            return None
+        table = plan.table
+        # read before the call: the pass that keeps the next snapshot overwrites them
+        table[:, 0] = self.norms_squared if plan.everything else self.norms_squared[plan.chosen]
+        keep = keep_next and plan.everything
+        sizes, kept, out = plan.addresses
         native.library().gf_update(  # type: ignore[union-attr]
-            native.pointers([m.weight for m in modules]), native.pointers([self.before[i] for i in chosen]),
-            native.pointers(grads), sizes.ctypes.data, native.pointers([self.positions[i] for i in chosen]),
-            kept.ctypes.data, len(chosen), out.ctypes.data, torch.get_num_threads(),
+            native.pointers(weights), plan.before, native.pointers(grads), sizes, plan.positions, kept, len(weights), out,
+            self._norms_address if keep else None, torch.get_num_threads(),
         )
-        table = np.column_stack((self.norms_squared[chosen], out))  # (modules, 4), all squared norms
-        with np.errstate(over="ignore"):
+        self.retained = [(w, w._version) for w in weights] if keep else None
+        table[:, 1:] = plan.out
+        with np.errstate(over="ignore"):  # a norm beyond float32's range is recorded as inf, as torch would
             return torch.from_numpy(np.sqrt(table).astype(np.float32))

@@ -78,7 +78,15 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gf_snapshot.restype = None
     lib.gf_snapshot.argtypes = [pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int]
     lib.gf_update.restype = None
-    lib.gf_update.argtypes = [pointers, pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int]
+    lib.gf_update.argtypes = [pointers, pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, ctypes.c_void_p, c_int]
+    lib.gf_order_stats.restype = None
+    lib.gf_order_stats.argtypes = [pointers, i64, ctypes.c_void_p, i64, ctypes.c_void_p, i64, ctypes.c_void_p, ctypes.c_void_p]
+    address = ctypes.c_void_p
+    lib.gf_activation_stats.restype = None
+    lib.gf_activation_stats.argtypes = [
+        pointers, i64, address, i64, address, i64, i64, address, address, address, i64, i64, i64,
+        c_int, f64, c_int, f64, c_int, address, address, c_int,
+    ]
     return lib
 
 

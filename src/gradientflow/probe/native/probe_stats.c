@@ -3,8 +3,8 @@
  * The pure-torch path needs about ten tensor ops (each a memory pass, an allocation and a
  * dispatch) per group of layers; for small networks the dispatches and for wide ones the memory
  * passes cost more than the step they measure. These functions read each tensor once.
- * Sums run in float32 SIMD lanes within blocks of at most BLOCK elements and in double across
- * blocks: close to double accuracy at float speed. Layers are given as an array of pointers, so layers of the
+ * Sums run in float32 SIMD lanes over spans of at most FOLD elements and in double across
+ * spans: close to double accuracy at float speed. Layers are given as an array of pointers, so layers of the
  * same shape need not be stacked (copied) first.
  */
 #include <math.h>
@@ -15,7 +15,6 @@
 #include <omp.h>
 #endif
 
-#define BLOCK 2048
 
 enum { PRE_CENTERED_SUM, PRE_CENTERED_SUMSQ, PRE_MIN, PRE_MAX, PRE_SATURATED, PRE_DEAD, PRE_NONFINITE, PRE_WIDTH };
 
@@ -30,63 +29,97 @@ typedef struct {
  * comparisons with no data-independent branches left in the loop: that is what lets it vectorise. */
 static inline int is_saturated(float v, float lo, float hi) { return (v < lo) | (v > hi); }
 
+/* Independent float32 accumulators: a loop with one accumulator per quantity is bound by the
+ * latency of its chain of dependent adds (one vector add every 3-4 cycles); LANES accumulators
+ * (four 256-bit vectors, eight 128-bit) keep the adders busy. They are folded into doubles after
+ * at most FOLD elements, which keeps float32 rounding to at most FOLD / LANES terms per lane. */
+#define LANES 32
+#define FOLD 16384
+
+typedef struct {
+    float sum[LANES], sumsq[LANES], mn[LANES], mx[LANES];
+    int64_t pending; /* elements added since the last fold */
+} Lanes;
+
+static inline void lanes_reset(Lanes *a) {
+    for (int j = 0; j < LANES; ++j) a->sum[j] = 0.0f, a->sumsq[j] = 0.0f, a->mn[j] = INFINITY, a->mx[j] = -INFINITY;
+    a->pending = 0;
+}
+
+/* Adds the lanes into the double sums and float extremes of `m`, then resets them. */
+static inline void lanes_fold(Lanes *a, Moments *m) {
+    double sum = 0.0, sumsq = 0.0;
+    for (int j = 0; j < LANES; ++j) {
+        sum += a->sum[j];
+        sumsq += a->sumsq[j];
+        m->mn = a->mn[j] < m->mn ? a->mn[j] : m->mn;
+        m->mx = a->mx[j] > m->mx ? a->mx[j] : m->mx;
+    }
+    m->sum += sum;
+    m->sumsq += sumsq;
+    lanes_reset(a);
+}
+
+/* Adds x[0..n), centred on p, into the lanes; returns how many elements are saturated. With
+ * `counts`, also adds each element's saturation to counts[k] (dense rows: element k is unit k).
+ * Callers pass a literal NULL or not, so the inlined copies have no test inside the loop. */
+static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, float lo, float hi, int32_t *counts) {
+    int32_t sat[LANES] = {0};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; ++j) {
+            const float v = x[k + j];
+            const float c = v - p;
+            const int s = is_saturated(v, lo, hi);
+            a->sum[j] += c;
+            a->sumsq[j] += c * c;
+            a->mn[j] = v < a->mn[j] ? v : a->mn[j];
+            a->mx[j] = v > a->mx[j] ? v : a->mx[j];
+            sat[j] += s;
+            if (counts) counts[k + j] += s;
+        }
+    }
+    for (int j = 0; k < n; ++k, ++j) {
+        const float v = x[k];
+        const float c = v - p;
+        const int s = is_saturated(v, lo, hi);
+        a->sum[j] += c;
+        a->sumsq[j] += c * c;
+        a->mn[j] = v < a->mn[j] ? v : a->mn[j];
+        a->mx[j] = v > a->mx[j] ? v : a->mx[j];
+        sat[j] += s;
+        if (counts) counts[k] += s;
+    }
+    int64_t saturated = 0;
+    for (int j = 0; j < LANES; ++j) saturated += sat[j];
+    a->pending += n;
+    return saturated;
+}
+
 /* The fast path: no test for NaN/Inf per element, so the loops vectorise (omp simd allows the
  * reordered reductions). A non-finite input shows up as a non-finite sum of squares, and the
  * caller then recomputes with the careful path. */
 static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t units, int64_t rest, float p, float lo, float hi,
                             int32_t *counts) {
-    double sum = 0.0, sumsq = 0.0;
-    float mn = INFINITY, mx = -INFINITY;
-    int64_t saturated = 0;
+    Moments m = {0.0, 0.0, INFINITY, -INFINITY, 0};
+    Lanes a;
+    lanes_reset(&a);
     for (int64_t b = b0; b < b1; ++b) {
         const float *row = x + b * units * rest;
         if (rest == 1) {
-            for (int64_t u0 = 0; u0 < units; u0 += BLOCK) {
-                const int64_t u1 = u0 + BLOCK < units ? u0 + BLOCK : units;
-                float bsum = 0.0f, bsq = 0.0f;
-                int32_t bsat = 0;
-#pragma omp simd reduction(+ : bsum, bsq, bsat) reduction(min : mn) reduction(max : mx)
-                for (int64_t u = u0; u < u1; ++u) {
-                    const float v = row[u];
-                    const float c = v - p;
-                    const int s = is_saturated(v, lo, hi);
-                    bsum += c;
-                    bsq += c * c;
-                    mn = v < mn ? v : mn;
-                    mx = v > mx ? v : mx;
-                    counts[u] += s;
-                    bsat += s;
-                }
-                sum += bsum;
-                sumsq += bsq;
-                saturated += bsat;
-            }
+            m.saturated += lanes_add(&a, row, units, p, lo, hi, counts);
+            if (a.pending >= FOLD) lanes_fold(&a, &m);
         } else {
             for (int64_t u = 0; u < units; ++u) {
-                const float *cell = row + u * rest;
-                int32_t sat = 0;
-                for (int64_t r0 = 0; r0 < rest; r0 += BLOCK) {
-                    const int64_t r1 = r0 + BLOCK < rest ? r0 + BLOCK : rest;
-                    float bsum = 0.0f, bsq = 0.0f;
-#pragma omp simd reduction(+ : bsum, bsq, sat) reduction(min : mn) reduction(max : mx)
-                    for (int64_t r = r0; r < r1; ++r) {
-                        const float v = cell[r];
-                        const float c = v - p;
-                        bsum += c;
-                        bsq += c * c;
-                        mn = v < mn ? v : mn;
-                        mx = v > mx ? v : mx;
-                        sat += is_saturated(v, lo, hi);
-                    }
-                    sum += bsum;
-                    sumsq += bsq;
-                }
-                counts[u] += sat;
-                saturated += sat;
+                const int64_t sat = lanes_add(&a, row + u * rest, rest, p, lo, hi, NULL);
+                counts[u] += (int32_t)sat;
+                m.saturated += sat;
+                if (a.pending >= FOLD) lanes_fold(&a, &m);
             }
         }
     }
-    Moments m = {sum, sumsq, mn, mx, saturated};
+    lanes_fold(&a, &m);
     return m;
 }
 
@@ -177,21 +210,53 @@ void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, in
     }
 }
 
-/* Sum and sum of squares of x[0..n), blocked as described at the top. */
+/* Sums of x and x^2 over [0, n), n <= FOLD, in LANES independent accumulators (see Lanes). */
+static inline void span_sum_sumsq(const float *x, int64_t n, double *sum, double *sumsq) {
+    float s[LANES] = {0.0f}, q[LANES] = {0.0f};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; ++j) {
+            const float v = x[k + j];
+            s[j] += v;
+            q[j] += v * v;
+        }
+    }
+    for (int j = 0; k < n; ++k, ++j) s[j] += x[k], q[j] += x[k] * x[k];
+    double ds = 0.0, dq = 0.0;
+    for (int j = 0; j < LANES; ++j) ds += s[j], dq += q[j];
+    *sum += ds;
+    *sumsq += dq;
+}
+
+/* Sums of (now - old)^2 and old^2 over [0, n), n <= FOLD, in LANES independent accumulators. */
+static inline void span_change(const float *now, const float *old, int64_t n, double *change, double *tracked) {
+    float c[LANES] = {0.0f}, t[LANES] = {0.0f};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; ++j) {
+            const float d = now[k + j] - old[k + j];
+            c[j] += d * d;
+            t[j] += old[k + j] * old[k + j];
+        }
+    }
+    for (int j = 0; k < n; ++k, ++j) {
+        const float d = now[k] - old[k];
+        c[j] += d * d;
+        t[j] += old[k] * old[k];
+    }
+    double dc = 0.0, dt = 0.0;
+    for (int j = 0; j < LANES; ++j) dc += c[j], dt += t[j];
+    *change += dc;
+    *tracked += dt;
+}
+
+/* Sum and sum of squares of x[0..n): spans of FOLD elements, split across threads when large. */
 static void sum_sumsq(const float *x, int64_t n, double *sum_out, double *sumsq_out, int threads) {
     double sum = 0.0, sumsq = 0.0;
 #pragma omp parallel for num_threads(threads) if (threads > 1 && n >= 262144) reduction(+ : sum, sumsq) schedule(static)
-    for (int64_t k0 = 0; k0 < n; k0 += BLOCK) {
-        const int64_t k1 = k0 + BLOCK < n ? k0 + BLOCK : n;
-        float bsum = 0.0f, bsq = 0.0f;
-#pragma omp simd reduction(+ : bsum, bsq)
-        for (int64_t k = k0; k < k1; ++k) {
-            bsum += x[k];
-            bsq += x[k] * x[k];
-        }
-        sum += bsum;
-        sumsq += bsq;
-    }
+    for (int64_t k0 = 0; k0 < n; k0 += FOLD) span_sum_sumsq(x + k0, (k0 + FOLD < n ? k0 + FOLD : n) - k0, &sum, &sumsq);
     *sum_out = sum;
     *sumsq_out = sumsq;
 }
@@ -222,29 +287,56 @@ void gf_snapshot(const float **src, float **dst, const int64_t *n, const int64_t
     }
 }
 
+/* Sums of (now - old)^2 and old^2 over [0, n), n <= FOLD, like span_change; also the sum of
+ * now^2, and then old takes now's values (the snapshot of the next step, in the same pass). */
+static inline void span_change_keep(const float *now, float *old, int64_t n, double *change, double *tracked, double *norm) {
+    float c[LANES] = {0.0f}, t[LANES] = {0.0f}, q[LANES] = {0.0f};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; ++j) {
+            const float v = now[k + j], o = old[k + j], d = v - o;
+            c[j] += d * d;
+            t[j] += o * o;
+            q[j] += v * v;
+            old[k + j] = v;
+        }
+    }
+    for (int j = 0; k < n; ++k, ++j) {
+        const float v = now[k], o = old[k], d = v - o;
+        c[j] += d * d;
+        t[j] += o * o;
+        q[j] += v * v;
+        old[k] = v;
+    }
+    double dc = 0.0, dt = 0.0, dq = 0.0;
+    for (int j = 0; j < LANES; ++j) dc += c[j], dt += t[j], dq += q[j];
+    *change += dc;
+    *tracked += dt;
+    *norm += dq;
+}
+
 /* After the step: out[3i] = sum of squares of grad[i] (NaN when grad[i] is NULL), out[3i+1] = of
- * (w[i] - before[i]) over the tracked entries, out[3i+2] = of before[i] (tracked entries). */
-void gf_update(const float **w, const float **before, const float **grad, const int64_t *n, const int64_t **positions, const int64_t *m,
-               int64_t count, double *out, int threads) {
+ * (w[i] - before[i]) over the tracked entries, out[3i+2] = of before[i] (tracked entries).
+ * With `keep` (not NULL), the pass also takes the next step's snapshot: before[i] receives w[i]'s
+ * tracked entries and keep[i] the sum of squares of all of w[i] (as gf_snapshot would, without a
+ * second pass over the weights). */
+void gf_update(const float **w, float **before, const float **grad, const int64_t *n, const int64_t **positions, const int64_t *m,
+               int64_t count, double *out, double *keep, int threads) {
     for (int64_t i = 0; i < count; ++i) {
         const int64_t size = n[i];
-        double g_sum, g2 = NAN, change = 0.0, tracked = 0.0;
+        double g_sum, g2 = NAN, change = 0.0, tracked = 0.0, norm = 0.0;
         if (grad[i] != NULL) sum_sumsq(grad[i], size, &g_sum, &g2, threads);
-        const float *now = w[i], *old = before[i];
-        if (positions[i] == NULL) {
+        const float *now = w[i];
+        float *old = before[i];
+        if (positions[i] == NULL && keep != NULL) {
+#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : change, tracked, norm) schedule(static)
+            for (int64_t k0 = 0; k0 < size; k0 += FOLD)
+                span_change_keep(now + k0, old + k0, (k0 + FOLD < size ? k0 + FOLD : size) - k0, &change, &tracked, &norm);
+        } else if (positions[i] == NULL) {
 #pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : change, tracked) schedule(static)
-            for (int64_t k0 = 0; k0 < size; k0 += BLOCK) {
-                const int64_t k1 = k0 + BLOCK < size ? k0 + BLOCK : size;
-                float bchange = 0.0f, btracked = 0.0f;
-#pragma omp simd reduction(+ : bchange, btracked)
-                for (int64_t k = k0; k < k1; ++k) {
-                    const float d = now[k] - old[k];
-                    bchange += d * d;
-                    btracked += old[k] * old[k];
-                }
-                change += bchange;
-                tracked += btracked;
-            }
+            for (int64_t k0 = 0; k0 < size; k0 += FOLD)
+                span_change(now + k0, old + k0, (k0 + FOLD < size ? k0 + FOLD : size) - k0, &change, &tracked);
         } else {
             const int64_t *pos = positions[i];
             for (int64_t k = 0; k < m[i]; ++k) {
@@ -252,10 +344,16 @@ void gf_update(const float **w, const float **before, const float **grad, const 
                 change += d * d;
                 tracked += (double)old[k] * old[k];
             }
+            if (keep != NULL) {
+                double unused;
+                sum_sumsq(now, size, &unused, &norm, threads);
+                for (int64_t k = 0; k < m[i]; ++k) old[k] = now[pos[k]];
+            }
         }
         out[3 * i] = g2;
         out[3 * i + 1] = change;
         out[3 * i + 2] = tracked;
+        if (keep != NULL) keep[i] = norm;
     }
 }
 
@@ -312,4 +410,135 @@ void gf_unit_moments(const float **xs, int64_t layers, int64_t batch, int64_t un
         out[2 * l] = mean_of_means / (double)units;
         out[2 * l + 1] = mean_of_vars / (double)units;
     }
+}
+
+/* ---------------------------------------------------------------- order statistics
+ * Percentiles need a few order statistics of a sample of at most a few thousand values. A full
+ * sort does far more work than needed. A radix select histograms one byte of each key, then
+ * copies out only the keys of the bins that hold a wanted rank (without branches: every key is
+ * stored and the fill count moves on only where its bin is wanted) and goes on with the next byte
+ * of those. A byte, not 11 bits: the tables are cleared and scanned at every level, and for a few
+ * thousand keys 2,048 bins cost more than the keys. Floats map to unsigned keys whose order is the
+ * floats' order; NaN maps to the largest key, so NaNs sort last, as numpy sorts them. */
+
+#define RADIX_BITS 8
+#define RADIX_BINS (1 << RADIX_BITS)
+#define SMALL_SELECT 32
+#define MAX_RANKS 64
+#define STREAMS 4
+
+static inline uint32_t float_key(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    if (v != v) return 0xFFFFFFFFu;
+    return (bits & 0x80000000u) ? ~bits : bits | 0x80000000u;
+}
+
+static inline float key_float(uint32_t key) {
+    const uint32_t bits = (key & 0x80000000u) ? key & 0x7FFFFFFFu : ~key;
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return key == 0xFFFFFFFFu ? NAN : v;
+}
+
+static void insertion_sort(uint32_t *keys, int64_t count) {
+    for (int64_t i = 1; i < count; ++i) {
+        const uint32_t key = keys[i];
+        int64_t j = i - 1;
+        for (; j >= 0 && keys[j] > key; --j) keys[j + 1] = keys[j];
+        keys[j + 1] = key;
+    }
+}
+
+/* out[i] = the ranks[i]-th smallest of keys[0..count) (0-based, ranks ascending, nr <= MAX_RANKS);
+ * every key shares the bits above shift + RADIX_BITS. `spare` holds at least 3 * (count + MAX_RANKS)
+ * keys (each level's copies, and the levels below them). Keys are counted in STREAMS interleaved
+ * streams with their own counters: most keys of a bell-shaped sample fall in a few bins, and one
+ * counter per bin would make each key wait for the previous key's increment to reach memory. */
+static void select_ranks(uint32_t *keys, int64_t count, int shift, const int64_t *ranks, int64_t nr, uint32_t *out, uint32_t *spare) {
+    if (count <= SMALL_SELECT) {
+        insertion_sort(keys, count);
+        for (int64_t i = 0; i < nr; ++i) out[i] = keys[ranks[i]];
+        return;
+    }
+    const uint32_t mask = RADIX_BINS - 1;
+    int32_t counts[STREAMS][RADIX_BINS] = {{0}};
+    const int64_t whole = count - count % STREAMS;
+    for (int64_t k = 0; k < whole; k += STREAMS)
+        for (int s = 0; s < STREAMS; ++s) counts[s][(keys[k + s] >> shift) & mask] += 1;
+    for (int64_t k = whole; k < count; ++k) counts[0][(keys[k] >> shift) & mask] += 1;
+    int32_t start[RADIX_BINS + 1];
+    start[0] = 0;
+    for (int d = 0; d < RADIX_BINS; ++d) start[d + 1] = start[d] + counts[0][d] + counts[1][d] + counts[2][d] + counts[3][d];
+    /* the wanted bins, in order, and the ranks each holds */
+    uint32_t bins[MAX_RANKS];
+    int64_t first[MAX_RANKS + 1], wanted = 0;
+    for (int64_t i = 0, d = 0; i < nr; ++i) {
+        while (start[d + 1] <= ranks[i]) ++d;
+        if (wanted == 0 || bins[wanted - 1] != (uint32_t)d) bins[wanted] = (uint32_t)d, first[wanted++] = i;
+    }
+    first[wanted] = nr;
+    if (shift == 0) { /* the last byte: every key of a bin is the same value */
+        for (int64_t w = 0; w < wanted; ++w)
+            for (int64_t i = first[w]; i < first[w + 1]; ++i) out[i] = (keys[0] & ~mask) | bins[w];
+        return;
+    }
+    /* copy out the keys of the wanted bins, four bins per pass, without branches: each key is
+     * stored in every region and the region's count moves on only where the key's bin is the
+     * region's, so each region has one spare slot at its end for the store past its last key */
+    uint32_t *region[MAX_RANKS];
+    int64_t filled[MAX_RANKS];
+    uint32_t *at = spare;
+    for (int64_t w = 0; w < wanted; ++w) region[w] = at, at += start[bins[w] + 1] - start[bins[w]] + 1;
+    for (int64_t w0 = 0; w0 < wanted; w0 += 4) {
+        uint32_t none[1], *r0 = region[w0], *r1 = none, *r2 = none, *r3 = none;
+        uint32_t b0 = bins[w0], b1 = RADIX_BINS, b2 = RADIX_BINS, b3 = RADIX_BINS; /* RADIX_BINS: no key's bin */
+        if (w0 + 1 < wanted) r1 = region[w0 + 1], b1 = bins[w0 + 1];
+        if (w0 + 2 < wanted) r2 = region[w0 + 2], b2 = bins[w0 + 2];
+        if (w0 + 3 < wanted) r3 = region[w0 + 3], b3 = bins[w0 + 3];
+        int64_t n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+        for (int64_t k = 0; k < count; ++k) {
+            const uint32_t key = keys[k], d = (key >> shift) & mask;
+            r0[n0] = key, n0 += d == b0;
+            r1[n1] = key, n1 += d == b1;
+            r2[n2] = key, n2 += d == b2;
+            r3[n3] = key, n3 += d == b3;
+        }
+        const int64_t n[4] = {n0, n1, n2, n3};
+        for (int64_t j = 0; j < 4 && w0 + j < wanted; ++j) filled[w0 + j] = n[j];
+    }
+    int64_t local[MAX_RANKS];
+    for (int64_t w = 0; w < wanted; ++w) {
+        const int64_t below = start[bins[w]];
+        for (int64_t i = first[w]; i < first[w + 1]; ++i) local[i - first[w]] = ranks[i] - below;
+        select_ranks(region[w], filled[w], shift - RADIX_BITS, local, first[w + 1] - first[w], out + first[w], at);
+    }
+}
+
+/* For each of `layers` float32 tensors of n elements: its sample is all of x (positions NULL,
+ * m == n) or x[positions[0..m)]; out[l * nk + i] = the ks[i]-th smallest value of the sample
+ * (0-based, ks ascending, nk <= 64). `scratch` holds 4 * m + 256 uint32. */
+void gf_order_stats(const float **xs, int64_t layers, const int64_t *positions, int64_t m, const int64_t *ks, int64_t nk, uint32_t *scratch,
+                    float *out) {
+    uint32_t *keys = scratch, *spare = scratch + m, picked[MAX_RANKS];
+    for (int64_t l = 0; l < layers; ++l) {
+        const float *x = xs[l];
+        if (positions == NULL)
+            for (int64_t k = 0; k < m; ++k) keys[k] = float_key(x[k]);
+        else
+            for (int64_t k = 0; k < m; ++k) keys[k] = float_key(x[positions[k]]);
+        select_ranks(keys, m, 32 - RADIX_BITS, ks, nk, picked, spare);
+        for (int64_t i = 0; i < nk; ++i) out[l * nk + i] = key_float(picked[i]);
+    }
+}
+
+/* gf_order_stats and then gf_pre_activation_stats centred on each layer's order statistic
+ * ks[pivot_k] (written to pivots[layer]): one call, so a background thread runs the whole
+ * batch without taking the GIL in between. */
+void gf_activation_stats(const float **xs, int64_t layers, const int64_t *positions, int64_t m, const int64_t *ks, int64_t nk, int64_t pivot_k,
+                         uint32_t *scratch, float *picked, float *pivots, int64_t batch, int64_t units, int64_t rest, int has_lower,
+                         double lower, int has_upper, double upper, int inclusive, int32_t *unit_counts, double *out, int threads) {
+    gf_order_stats(xs, layers, positions, m, ks, nk, scratch, picked);
+    for (int64_t l = 0; l < layers; ++l) pivots[l] = picked[l * nk + pivot_k];
+    gf_pre_activation_stats(xs, layers, batch, units, rest, pivots, has_lower, lower, has_upper, upper, inclusive, unit_counts, out, threads);
 }
