@@ -236,3 +236,39 @@ def test_statistics_of_many_deferred_steps_land_on_their_own_steps() -> None:
     rows = probe.frame().query("layer == '1'")
     assert rows["step"].tolist() == list(range(40))
     assert rows["pre_mean"].to_numpy() == pytest.approx([s / 10 for s in range(40)], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "two-calls"])
+def test_batchnorm_input_moments_in_every_mode(mode: str) -> None:
+    # train: read from what BN saved for its backward; eval: BN saves no batch statistics, so the
+    # probe reads the input; two calls in one step: pooled as one batch of both
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
+    xs = [torch.randn(4, 2, 6, 6) * 3 + 5, torch.randn(6, 2, 6, 6) * 0.5 - 2][: 2 if mode == "two-calls" else 1]
+    with torch.no_grad():
+        z = torch.cat([model[0](x) for x in xs])
+    if mode == "eval":
+        model.eval()
+    with Probe(model) as probe:
+        for x in xs:
+            model(x).square().sum().backward()
+        probe.step()
+    row = probe.frame().set_index("layer").loc["1"]
+    per_unit = z.transpose(0, 1).reshape(3, -1).double()
+    assert row["bn_input_mean"] == pytest.approx(per_unit.mean(1).mean().item(), rel=1e-5)
+    assert row["bn_input_var"] == pytest.approx(per_unit.var(1, unbiased=False).mean().item(), rel=1e-5)
+
+
+def test_batchnorm_statistics_come_from_its_saved_tensors_in_training() -> None:
+    from gradientflow.probe.batchnorm import saved_batch_statistics
+
+    bn = nn.BatchNorm1d(4)
+    x = torch.randn(16, 4) * 2 + 3
+    saved = saved_batch_statistics(bn(x))
+    assert saved is not None
+    np.testing.assert_allclose(saved[0], x.double().mean(0).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(saved[1], x.double().var(0, unbiased=False).numpy(), rtol=1e-5)
+    bn.eval()
+    assert saved_batch_statistics(bn(x)) is None
+    with torch.no_grad():
+        assert saved_batch_statistics(nn.BatchNorm1d(4)(x)) is None

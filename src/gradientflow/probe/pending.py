@@ -119,9 +119,10 @@ class _Batch:
 
     def __init__(self, entries: list[_Entry], percentiles: tuple[float, ...], max_samples: int, unit_dim: int, threads: int | None) -> None:
         groups: dict[tuple[Any, ...], list[tuple[int, str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        in_place = native.library() is not None  # the C path reads a group's layers where they are
         for slot, key, x, g, rule in entries:
-            # large layers are not copied into a stack (the torch path stacks a group)
-            alone = (slot, key) if x.numel() > STACK_LIMIT else None
+            # the torch path stacks a group: large layers are not copied into a stack there
+            alone = (slot, key) if x.numel() > STACK_LIMIT and not (in_place and x.is_cpu and x.dtype == torch.float32) else None
             groups[(tuple(x.shape), x.dtype, rule, g is not None, alone)].append((slot, key, x, g))
         self.columns = raw_columns(percentiles)
         self.groups: list[tuple[list[int], list[str], PreActivationJob, GradientJob | None]] = []

@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
 from .activations import SaturationRule, activation_name, rule_for_module, rule_for_name
-from .batchnorm import BN_COLUMNS, batchnorm_row
+from .batchnorm import BN_COLUMNS, batchnorm_row, pooled_moments, saved_batch_statistics
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
 from .pending import PendingActivations
@@ -232,7 +232,7 @@ class Probe:
             self._handles.append(module.register_forward_pre_hook(self._activation_hook(name, rule, module)))
         for module, name in self._weights.items():
             if isinstance(module, _NormBase):
-                self._handles.append(module.register_forward_pre_hook(self._weight_hook(name, module)))
+                self._handles.append(module.register_forward_hook(self._batchnorm_hook(name, module)))
             elif name not in self._rows:
                 handle = module.register_forward_pre_hook(self._weight_hook(name, module))
                 self._handles.append(handle)
@@ -257,7 +257,7 @@ class Probe:
         self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
         self._rules: dict[str, SaturationRule] = {}
-        self._bn_inputs: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._bn_inputs: dict[str, list[Any]] = defaultdict(list)  # per call: (examples per unit, means, variances) or the input
         self._calls: dict[str, int] = defaultdict(int)
         self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
         self._retained: list[tuple[str, int, torch.Tensor]] = []  # (key, call index, tensor whose .grad autograd fills)
@@ -298,14 +298,26 @@ class Probe:
     def _weight_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         kind = "norm" if isinstance(module, _NORM_TYPES) else "weight"
         module_type = type(module).__name__
-        is_batchnorm = isinstance(module, _NormBase)
 
         def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            if not torch.is_grad_enabled():
+            if torch.is_grad_enabled():
+                self._row(name, kind, module_type, None)
+
+        return hook
+
+    def _batchnorm_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
+        module_type = type(module).__name__
+
+        def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not torch.is_grad_enabled() or not args or not isinstance(args[0], torch.Tensor):
                 return
-            self._row(name, kind, module_type, None)
-            if is_batchnorm and args and isinstance(args[0], torch.Tensor):
-                self._bn_inputs[name].append(args[0].detach())
+            self._row(name, "norm", module_type, None)
+            x = args[0]
+            saved = saved_batch_statistics(output) if isinstance(output, torch.Tensor) else None
+            if saved is not None:  # what BN normalised with: no pass over its input
+                self._bn_inputs[name].append((x.numel() // max(x.shape[1] if x.dim() > 1 else 1, 1), *saved))
+            else:
+                self._bn_inputs[name].append(x.detach())
 
         return hook
 
@@ -422,10 +434,15 @@ class Probe:
         self._write(slot, keys, _WEIGHT_RAW, values)
 
     def _record_batchnorm(self, slot: int) -> None:
-        for key, inputs in self._bn_inputs.items():
+        for key, calls in self._bn_inputs.items():
             module = self._modules_by_name[key]
-            x = as_units_layout(inputs[0] if len(inputs) == 1 else torch.cat(inputs), 1).unsqueeze(0)
-            self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, batch_moments_per_unit(x)[0]))
+            if all(isinstance(call, tuple) for call in calls):
+                moments = pooled_moments(calls)  # type: ignore[arg-type]
+            else:  # BN saved no statistics (e.g. eval mode): one pass over its inputs
+                inputs = [call for call in calls if isinstance(call, torch.Tensor)]
+                x = as_units_layout(inputs[0] if len(inputs) == 1 else torch.cat(inputs), 1).unsqueeze(0)
+                moments = batch_moments_per_unit(x)[0]
+            self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, moments))
 
     # ------------------------------------------------------------------ output
     def flush(self) -> None:

@@ -31,25 +31,28 @@ static inline int is_saturated(float v, float lo, float hi) { return (v < lo) | 
 
 /* Independent float32 accumulators: a loop with one accumulator per quantity is bound by the
  * latency of its chain of dependent adds (one vector add every 3-4 cycles); LANES accumulators
- * (four 256-bit vectors, eight 128-bit) keep the adders busy. They are folded into doubles after
- * at most FOLD elements, which keeps float32 rounding to at most FOLD / LANES terms per lane. */
+ * keep the adders busy. They are folded into doubles after at most FOLD elements, which keeps
+ * float32 rounding to at most FOLD / LANES terms per lane. The plain sums use 32 lanes (two
+ * quantities: four 256-bit registers each); the pre-activation pass keeps five quantities, so it
+ * uses 16 lanes, which still fit the 16 vector registers (more would spill to memory). */
 #define LANES 32
+#define MOMENT_LANES 16
 #define FOLD 16384
 
 typedef struct {
-    float sum[LANES], sumsq[LANES], mn[LANES], mx[LANES];
+    float sum[MOMENT_LANES], sumsq[MOMENT_LANES], mn[MOMENT_LANES], mx[MOMENT_LANES];
     int64_t pending; /* elements added since the last fold */
 } Lanes;
 
 static inline void lanes_reset(Lanes *a) {
-    for (int j = 0; j < LANES; ++j) a->sum[j] = 0.0f, a->sumsq[j] = 0.0f, a->mn[j] = INFINITY, a->mx[j] = -INFINITY;
+    for (int j = 0; j < MOMENT_LANES; ++j) a->sum[j] = 0.0f, a->sumsq[j] = 0.0f, a->mn[j] = INFINITY, a->mx[j] = -INFINITY;
     a->pending = 0;
 }
 
 /* Adds the lanes into the double sums and float extremes of `m`, then resets them. */
 static inline void lanes_fold(Lanes *a, Moments *m) {
     double sum = 0.0, sumsq = 0.0;
-    for (int j = 0; j < LANES; ++j) {
+    for (int j = 0; j < MOMENT_LANES; ++j) {
         sum += a->sum[j];
         sumsq += a->sumsq[j];
         m->mn = a->mn[j] < m->mn ? a->mn[j] : m->mn;
@@ -60,39 +63,75 @@ static inline void lanes_fold(Lanes *a, Moments *m) {
     lanes_reset(a);
 }
 
+/* Eight floats (or int32) in one value: GCC's and Clang's vector extension, which compiles to
+ * AVX, SSE or NEON as the target allows. Written out because the compiler kept the lane arrays of
+ * a plain loop in memory (a store and a load per accumulator per step). */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline v8i load8i(const int32_t *p) {
+    v8i v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+static inline void store8i(int32_t *p, v8i v) { memcpy(p, &v, sizeof v); }
+#if defined(__AVX__)
+#include <immintrin.h>
+/* One instruction each; a NaN in `a` gives `b` (the fast path never sees one that matters). */
+static inline v8f min8(v8f a, v8f b) { return (v8f)_mm256_min_ps((__m256)a, (__m256)b); }
+static inline v8f max8(v8f a, v8f b) { return (v8f)_mm256_max_ps((__m256)a, (__m256)b); }
+#else
+static inline v8f pick(v8i mask, v8f a, v8f b) { return (v8f)((mask & (v8i)a) | (~mask & (v8i)b)); }
+static inline v8f min8(v8f a, v8f b) { return pick(a < b, a, b); }
+static inline v8f max8(v8f a, v8f b) { return pick(a > b, a, b); }
+#endif
+
 /* Adds x[0..n), centred on p, into the lanes; returns how many elements are saturated. With
  * `counts`, also adds each element's saturation to counts[k] (dense rows: element k is unit k).
  * Callers pass a literal NULL or not, so the inlined copies have no test inside the loop. */
 static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, float lo, float hi, int32_t *counts) {
-    int32_t sat[LANES] = {0};
+    const v8f vp = (v8f){0} + p, vlo = (v8f){0} + lo, vhi = (v8f){0} + hi;
+    v8f s0 = load8(a->sum), s1 = load8(a->sum + 8), q0 = load8(a->sumsq), q1 = load8(a->sumsq + 8);
+    v8f mn0 = load8(a->mn), mn1 = load8(a->mn + 8), mx0 = load8(a->mx), mx1 = load8(a->mx + 8);
+    v8i t0 = {0}, t1 = {0};
     int64_t k = 0;
-    for (; k + LANES <= n; k += LANES) {
-#pragma omp simd
-        for (int j = 0; j < LANES; ++j) {
-            const float v = x[k + j];
-            const float c = v - p;
-            const int s = is_saturated(v, lo, hi);
-            a->sum[j] += c;
-            a->sumsq[j] += c * c;
-            a->mn[j] = v < a->mn[j] ? v : a->mn[j];
-            a->mx[j] = v > a->mx[j] ? v : a->mx[j];
-            sat[j] += s;
-            if (counts) counts[k + j] += s;
-        }
+    for (; k + 16 <= n; k += 16) {
+        const v8f v0 = load8(x + k), v1 = load8(x + k + 8);
+        const v8f c0 = v0 - vp, c1 = v1 - vp;
+        const v8i z0 = (v0 < vlo) | (v0 > vhi), z1 = (v1 < vlo) | (v1 > vhi); /* -1 where saturated */
+        s0 += c0, s1 += c1, q0 += c0 * c0, q1 += c1 * c1;
+        mn0 = min8(v0, mn0), mn1 = min8(v1, mn1), mx0 = max8(v0, mx0), mx1 = max8(v1, mx1);
+        t0 -= z0, t1 -= z1;
+        if (counts) store8i(counts + k, load8i(counts + k) - z0), store8i(counts + k + 8, load8i(counts + k + 8) - z1);
     }
+    if (k + 8 <= n) {
+        const v8f v0 = load8(x + k), c0 = v0 - vp;
+        const v8i z0 = (v0 < vlo) | (v0 > vhi);
+        s0 += c0, q0 += c0 * c0, mn0 = min8(v0, mn0), mx0 = max8(v0, mx0), t0 -= z0;
+        if (counts) store8i(counts + k, load8i(counts + k) - z0);
+        k += 8;
+    }
+    store8(a->sum, s0), store8(a->sum + 8, s1), store8(a->sumsq, q0), store8(a->sumsq + 8, q1);
+    store8(a->mn, mn0), store8(a->mn + 8, mn1), store8(a->mx, mx0), store8(a->mx + 8, mx1);
+    int64_t saturated = 0;
+    for (int j = 0; j < 8; ++j) saturated += t0[j] + t1[j];
     for (int j = 0; k < n; ++k, ++j) {
         const float v = x[k];
         const float c = v - p;
-        const int s = is_saturated(v, lo, hi);
+        const int32_t t = is_saturated(v, lo, hi);
         a->sum[j] += c;
         a->sumsq[j] += c * c;
         a->mn[j] = v < a->mn[j] ? v : a->mn[j];
         a->mx[j] = v > a->mx[j] ? v : a->mx[j];
-        sat[j] += s;
-        if (counts) counts[k] += s;
+        saturated += t;
+        if (counts) counts[k] += t;
     }
-    int64_t saturated = 0;
-    for (int j = 0; j < LANES; ++j) saturated += sat[j];
     a->pending += n;
     return saturated;
 }
@@ -526,7 +565,11 @@ void gf_order_stats(const float **xs, int64_t layers, const int64_t *positions, 
         if (positions == NULL)
             for (int64_t k = 0; k < m; ++k) keys[k] = float_key(x[k]);
         else
-            for (int64_t k = 0; k < m; ++k) keys[k] = float_key(x[positions[k]]);
+            for (int64_t k = 0; k < m; ++k) {
+                /* a sample of a large layer is a cache miss per key: ask for keys ahead of time */
+                if (k + 32 < m) __builtin_prefetch(&x[positions[k + 32]]);
+                keys[k] = float_key(x[positions[k]]);
+            }
         select_ranks(keys, m, 32 - RADIX_BITS, ks, nk, picked, spare);
         for (int64_t i = 0; i < nk; ++i) out[l * nk + i] = key_float(picked[i]);
     }
