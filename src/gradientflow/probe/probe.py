@@ -36,6 +36,9 @@ _ACTIVE: list["Probe"] = []
 _NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
 _WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
+#: Pre-activations up to this many elements have their gradient kept by retain_grad, which copies
+#: it; larger ones by a Python hook, whose fixed cost is then the smaller one.
+_RETAIN_LIMIT = 1 << 16
 
 
 def tap(tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
@@ -333,9 +336,10 @@ class Probe:
         self._rules[key] = rule
         if not x.requires_grad:
             return
-        if copy or leaf:
-            # an in-place activation's input: retain_grad would follow the tensor to its activated
-            # version; a leaf: its .grad accumulates across steps. A hook sees this version's gradient.
+        if copy or leaf or x.numel() > _RETAIN_LIMIT:
+            # a hook sees this version's gradient without a copy. An in-place activation's input:
+            # retain_grad would follow the tensor to its activated version; a leaf: its .grad
+            # accumulates across steps; a large tensor: retain_grad clones its gradient.
             x.register_hook(self._gradient_hook(key, len(grads) - 1, self._generation))
         else:
             # autograd keeps the gradient in C++ (x.grad): a Python hook costs about three times as

@@ -137,7 +137,7 @@ def _weight_of(module: nn.Module) -> torch.Tensor:
 
 
 class _UpdatePlan:
-    """Arrays of one subset of the tracked weights for `gf_update`, built once per subset."""
+    """Arrays of one subset of the tracked weights for `gf_weight_table`, built once per subset."""
 
     def __init__(self, tracker: "_NativeTracker", chosen: tuple[int, ...]) -> None:
         self.chosen = np.array(chosen, dtype=np.int64)
@@ -146,9 +146,10 @@ class _UpdatePlan:
         self.before = native.pointers([tracker.before[i] for i in chosen])
         self.positions = native.pointers([tracker.positions[i] for i in chosen])
         self.sizes, self.kept = tracker.sizes[self.chosen], tracker.kept[self.chosen]
-        self.out = np.empty((len(chosen), 3))
-        self.table = np.empty((len(chosen), 4))  # squared: weight norm before, grad norm, change, tracked
-        self.addresses = (self.sizes.ctypes.data, self.kept.ctypes.data, self.out.ctypes.data)
+        self.norms = np.empty(len(chosen))  # the squared norms before the step, for a subset
+        self.scratch = np.empty((len(chosen), 3))
+        self.table = torch.empty((len(chosen), 4), dtype=torch.float32)  # weight norm before, grad norm, change, tracked
+        self.addresses = (self.sizes.ctypes.data, self.kept.ctypes.data, self.norms.ctypes.data, self.scratch.ctypes.data, self.table.data_ptr())
 
 
 class _NativeTracker:
@@ -209,16 +210,15 @@ class _NativeTracker:
         grads = [w.grad for w in weights]
         if not all(_plain_cpu(w) for w in weights) or not all(g is None or _plain_cpu(g) for g in grads):
             return None
-        table = plan.table
-        # read before the call: the pass that keeps the next snapshot overwrites them
-        table[:, 0] = self.norms_squared if plan.everything else self.norms_squared[plan.chosen]
+        sizes, kept, norms, scratch, table = plan.addresses
         keep = keep_next and plan.everything
-        sizes, kept, out = plan.addresses
-        native.library().gf_update(  # type: ignore[union-attr]
-            native.pointers(weights), plan.before, native.pointers(grads), sizes, plan.positions, kept, len(weights), out,
-            self._norms_address if keep else None, torch.get_num_threads(),
+        if plan.everything:  # the pass that keeps the next snapshot overwrites them in place
+            norms = self._norms_address
+        else:
+            np.take(self.norms_squared, plan.chosen, out=plan.norms)
+        native.library().gf_weight_table(  # type: ignore[union-attr]
+            native.pointers(weights), plan.before, native.pointers(grads), sizes, plan.positions, kept, len(weights), norms, int(keep),
+            scratch, table, torch.get_num_threads(),
         )
         self.retained = [(w, w._version) for w in weights] if keep else None
-        table[:, 1:] = plan.out
-        with np.errstate(over="ignore"):  # a norm beyond float32's range is recorded as inf, as torch would
-            return torch.from_numpy(np.sqrt(table).astype(np.float32))
+        return plan.table.clone()  # the plan's table is refilled by the next call

@@ -79,6 +79,10 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.gf_snapshot.argtypes = [pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int]
     lib.gf_update.restype = None
     lib.gf_update.argtypes = [pointers, pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, ctypes.c_void_p, c_int]
+    lib.gf_weight_table.restype = None
+    lib.gf_weight_table.argtypes = [
+        pointers, pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int, ctypes.c_void_p, ctypes.c_void_p, c_int,
+    ]
     lib.gf_order_stats.restype = None
     lib.gf_order_stats.argtypes = [pointers, i64, ctypes.c_void_p, i64, ctypes.c_void_p, i64, ctypes.c_void_p, ctypes.c_void_p]
     address = ctypes.c_void_p

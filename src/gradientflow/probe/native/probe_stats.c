@@ -7,6 +7,7 @@
  * spans: close to double accuracy at float speed. Layers are given as an array of pointers, so layers of the
  * same shape need not be stacked (copied) first.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -93,9 +94,9 @@ static inline v8f max8(v8f a, v8f b) { return pick(a > b, a, b); }
 #endif
 
 /* Adds x[0..n), centred on p, into the lanes; returns how many elements are saturated. With
- * `counts`, also adds each element's saturation to counts[k] (dense rows: element k is unit k).
- * Callers pass a literal NULL or not, so the inlined copies have no test inside the loop. */
-static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, float lo, float hi, int32_t *counts) {
+ * `alive`, also sets alive[k] to 1 where element k is not saturated (dense rows: element k is
+ * unit k). Callers pass a literal NULL or not, so the inlined copies have no test in the loop. */
+static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, float lo, float hi, int32_t *alive) {
     const v8f vp = (v8f){0} + p, vlo = (v8f){0} + lo, vhi = (v8f){0} + hi;
     v8f s0 = load8(a->sum), s1 = load8(a->sum + 8), q0 = load8(a->sumsq), q1 = load8(a->sumsq + 8);
     v8f mn0 = load8(a->mn), mn1 = load8(a->mn + 8), mx0 = load8(a->mx), mx1 = load8(a->mx + 8);
@@ -108,13 +109,13 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
         s0 += c0, s1 += c1, q0 += c0 * c0, q1 += c1 * c1;
         mn0 = min8(v0, mn0), mn1 = min8(v1, mn1), mx0 = max8(v0, mx0), mx1 = max8(v1, mx1);
         t0 -= z0, t1 -= z1;
-        if (counts) store8i(counts + k, load8i(counts + k) - z0), store8i(counts + k + 8, load8i(counts + k + 8) - z1);
+        if (alive) store8i(alive + k, load8i(alive + k) | (~z0 & 1)), store8i(alive + k + 8, load8i(alive + k + 8) | (~z1 & 1));
     }
     if (k + 8 <= n) {
         const v8f v0 = load8(x + k), c0 = v0 - vp;
         const v8i z0 = (v0 < vlo) | (v0 > vhi);
         s0 += c0, q0 += c0 * c0, mn0 = min8(v0, mn0), mx0 = max8(v0, mx0), t0 -= z0;
-        if (counts) store8i(counts + k, load8i(counts + k) - z0);
+        if (alive) store8i(alive + k, load8i(alive + k) | (~z0 & 1));
         k += 8;
     }
     store8(a->sum, s0), store8(a->sum + 8, s1), store8(a->sumsq, q0), store8(a->sumsq + 8, q1);
@@ -130,7 +131,7 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
         a->mn[j] = v < a->mn[j] ? v : a->mn[j];
         a->mx[j] = v > a->mx[j] ? v : a->mx[j];
         saturated += t;
-        if (counts) counts[k] += t;
+        if (alive) alive[k] |= !t;
     }
     a->pending += n;
     return saturated;
@@ -140,21 +141,31 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
  * reordered reductions). A non-finite input shows up as a non-finite sum of squares, and the
  * caller then recomputes with the careful path. */
 static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t units, int64_t rest, float p, float lo, float hi,
-                            int32_t *counts) {
+                            int32_t *alive) {
     Moments m = {0.0, 0.0, INFINITY, -INFINITY, 0};
     Lanes a;
     lanes_reset(&a);
     for (int64_t b = b0; b < b1; ++b) {
         const float *row = x + b * units * rest;
         if (rest == 1) {
-            m.saturated += lanes_add(&a, row, units, p, lo, hi, counts);
+            m.saturated += lanes_add(&a, row, units, p, lo, hi, alive);
             if (a.pending >= FOLD) lanes_fold(&a, &m);
         } else {
-            for (int64_t u = 0; u < units; ++u) {
-                const int64_t sat = lanes_add(&a, row + u * rest, rest, p, lo, hi, NULL);
-                counts[u] += (int32_t)sat;
-                m.saturated += sat;
+            /* the row as one span (a cell of a few dozen values would spend its time on tails) */
+            const int64_t width = units * rest;
+            for (int64_t k0 = 0; k0 < width; k0 += FOLD) {
+                m.saturated += lanes_add(&a, row + k0, (k0 + FOLD < width ? k0 + FOLD : width) - k0, p, lo, hi, NULL);
                 if (a.pending >= FOLD) lanes_fold(&a, &m);
+            }
+            /* a unit is alive once any of its values is not saturated: its cells are not read again */
+            for (int64_t u = 0; u < units; ++u) {
+                if (alive[u]) continue;
+                const float *cell = row + u * rest;
+                for (int64_t r = 0; r < rest; ++r)
+                    if (!is_saturated(cell[r], lo, hi)) {
+                        alive[u] = 1;
+                        break;
+                    }
             }
         }
     }
@@ -165,7 +176,7 @@ static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t unit
 /* The careful path for inputs holding NaN or Inf: counts them, keeps NaN out of the sums
  * (the caller reports NaN moments when any NaN is present, as torch does). */
 static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, int64_t rest, float p, float lo, float hi,
-                               int32_t *counts, int64_t *nonfinite, int64_t *nans) {
+                               int32_t *alive, int64_t *nonfinite, int64_t *nans) {
     Moments m = {0.0, 0.0, INFINITY, -INFINITY, 0};
     for (int64_t b = 0; b < n_rows; ++b) {
         for (int64_t u = 0; u < units; ++u) {
@@ -184,7 +195,7 @@ static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, in
                 m.sumsq += c * c;
                 m.mn = v < m.mn ? v : m.mn;
                 m.mx = v > m.mx ? v : m.mx;
-                counts[u] += s;
+                alive[u] |= !s;
                 m.saturated += s;
             }
         }
@@ -196,11 +207,12 @@ static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, in
  * Saturated: v < lower (or <=, `inclusive`) when has_lower; v > upper (or >=) when has_upper.
  * out[layer * PRE_WIDTH + k], k as in the enum; sums and min/max are NaN when the layer holds a
  * NaN (as torch's reductions), and include infinities. `unit_counts` is scratch of
- * threads * units int64. Threads split the batch of one layer; small layers use one thread. */
+ * threads * units int32 (per thread: which units have a value that is not saturated). Threads
+ * split the batch of one layer; small layers use one thread. A dead unit is saturated in every
+ * value of every example. */
 void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, int64_t units, int64_t rest, const float *pivot,
                              int has_lower, double lower, int has_upper, double upper, int inclusive, int32_t *unit_counts,
                              double *out, int threads) {
-    const int64_t per_unit = batch * rest;
     const float lo = !has_lower ? NAN : inclusive ? nextafterf((float)lower, INFINITY) : (float)lower;
     const float hi = !has_upper ? NAN : inclusive ? nextafterf((float)upper, -INFINITY) : (float)upper;
     if (batch * units * rest < 65536) threads = 1;
@@ -234,9 +246,9 @@ void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, in
         }
         int64_t dead = 0;
         for (int64_t u = 0; u < units; ++u) {
-            int64_t total = 0;
-            for (int i = 0; i < threads; ++i) total += unit_counts[(int64_t)i * units + u];
-            dead += total == per_unit;
+            int32_t alive = 0;
+            for (int i = 0; i < threads; ++i) alive |= unit_counts[(int64_t)i * units + u];
+            dead += !alive;
         }
         double *o = out + l * PRE_WIDTH;
         o[PRE_CENTERED_SUM] = nans ? NAN : sum;
@@ -396,6 +408,23 @@ void gf_update(const float **w, float **before, const float **grad, const int64_
     }
 }
 
+
+static inline float root(double squared) {
+    const double v = sqrt(squared);
+    return v > FLT_MAX ? INFINITY : (float)v; /* a double beyond float's range converts to inf, not undefined */
+}
+
+/* gf_update for the probe's weight rows: table[4i..4i+3] = float32 norms of the weight before
+ * the step (from norms[i], squared), of the gradient, of the update and of the tracked weights
+ * before it. With `keep`, the pass also takes the next snapshot and norms[i] becomes the squared
+ * norm of the weights now. `scratch` holds 3 * count doubles. */
+void gf_weight_table(const float **w, float **before, const float **grad, const int64_t *n, const int64_t **positions, const int64_t *m,
+                     int64_t count, double *norms, int keep, double *scratch, float *table, int threads) {
+    for (int64_t i = 0; i < count; ++i) table[4 * i] = root(norms[i]);
+    gf_update(w, before, grad, n, positions, m, count, scratch, keep ? norms : NULL, threads);
+    for (int64_t i = 0; i < count; ++i)
+        for (int j = 0; j < 3; ++j) table[4 * i + 1 + j] = root(scratch[3 * i + j]);
+}
 
 /* BatchNorm's view of its input, for `layers` tensors laid out (batch, units, rest): out[2l] =
  * the mean over units of each unit's batch mean, out[2l+1] = the mean over units of each unit's
