@@ -1,10 +1,13 @@
-"""Print the probe's overhead: median step time with and without it, side by side in one process.
+"""Print the probe's overhead: step time with and without it, side by side in one process.
 
-Blocks of steps with and without the probe alternate, so machine noise hits both alike; the
-figure is the ratio of the medians of the blocks' mean step times. (Means within a block, not the
-median step: the probe computes small layers' statistics every 16 recorded steps and flushes every
-50, and a median step would leave those steps out.) Also prints the peak memory (max RSS) of 20,000 steps of the
-Figure-1 MLP with and without the probe, each in a fresh subprocess.
+One probe stays attached to the model for the whole measurement, as in training; blocks of steps
+where its schedule records (every step, or every 10th) alternate with blocks where it records
+nothing (no hook attached: plain PyTorch, plus a `probe.step()` call of about a microsecond), so
+machine noise hits both alike. The figure is the ratio of the medians of the blocks' mean step
+times. (Means within a block, not the median step: the probe computes small layers' statistics
+every 16 recorded steps and flushes every 50, and a median step would leave those steps out.)
+Also prints the peak memory (max RSS) of 20,000 steps of the Figure-1 MLP with and without the
+probe, each in a fresh subprocess.
 
     python benchmarks/probe_overhead.py [--quick]
 """
@@ -29,41 +32,42 @@ from _models import deep_tanh_mlp, fig1_mlp, small_cnn  # noqa: E402
 from gradientflow import Probe  # noqa: E402
 
 
-def step_times(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, probe_every: int | None) -> list[float]:
-    """Return the wall time (seconds) of each of `steps` SGD steps, with a probe if `probe_every` is set."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    loss_fn = nn.CrossEntropyLoss()
-    times: list[float] = []
+class Trainer:
+    """SGD steps of one model on one fixed batch, with an optional probe's `step()` after each."""
 
-    def one_step(probe: Probe | None) -> None:
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model, self.x, self.y = model, x, y
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    def mean_step(self, steps: int, probe: Probe | None = None) -> float:
+        """Run `steps` steps; return their mean wall time in seconds."""
         start = time.perf_counter()
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if probe is not None:
-            probe.step()
-        times.append(time.perf_counter() - start)
-
-    if probe_every is None:
         for _ in range(steps):
-            one_step(None)
-    else:
-        with Probe(model, every=probe_every, flush_every=50, keep=False) as probe:
-            for _ in range(steps):
-                one_step(probe)
-    return times
+            loss = self.loss_fn(self.model(self.x), self.y)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            if probe is not None:
+                probe.step()
+        return (time.perf_counter() - start) / steps
 
 
 def compare(name: str, make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, every: int, steps: int, rounds: int) -> tuple[float, float, float]:
     """Return (plain ms, probe ms, ratio): medians over `rounds` alternating blocks of `steps` steps of each block's mean step time."""
-    model = make()
+    trainer = Trainer(make(), x, y)
+    recording = [False]
     plain: list[float] = []
     probed: list[float] = []
-    step_times(model, x, y, 5, None)  # warm-up: allocator, kernels
-    for _ in range(rounds):
-        plain.append(statistics.fmean(step_times(model, x, y, steps, None)))
-        probed.append(statistics.fmean(step_times(model, x, y, steps, every)))
+    with Probe(trainer.model, every=lambda step: recording[0] and step % every == 0, flush_every=50, keep=False) as probe:
+        trainer.mean_step(5, probe)  # warm-up: allocator, kernels
+        recording[0] = True
+        trainer.mean_step(max(steps // 4, 2 * every), probe)  # and the probe's first rows, plans and thread
+        for _ in range(rounds):
+            recording[0] = False
+            plain.append(trainer.mean_step(steps, probe))
+            recording[0] = True
+            probed.append(trainer.mean_step(steps, probe))
     p, q = statistics.median(plain) * 1e3, statistics.median(probed) * 1e3
     print(f"{name:<48} every={every:<3} plain {p:8.3f} ms   probe {q:8.3f} ms   ratio {q / p:5.3f}", flush=True)
     return p, q, q / p
@@ -73,8 +77,12 @@ def peak_memory_child(with_probe: bool, steps: int) -> None:
     """Run `steps` steps of the Figure-1 MLP and print the peak RSS in MiB."""
     torch.manual_seed(0)
     x, y = torch.rand(60, 784), torch.randint(0, 10, (60,))
-    model = fig1_mlp()
-    step_times(model, x, y, steps, 10 if with_probe else None)
+    trainer = Trainer(fig1_mlp(), x, y)
+    if with_probe:
+        with Probe(trainer.model, every=10, flush_every=50, keep=False) as probe:
+            trainer.mean_step(steps, probe)
+    else:
+        trainer.mean_step(steps)
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

@@ -107,8 +107,9 @@ def test_native_path_counts_nan_and_inf_and_reports_nan_moments() -> None:
 
 
 @needs_native
+@pytest.mark.parametrize("keep_next", [False, True], ids=["snapshot-each-step", "kept-by-the-update-pass"])
 @pytest.mark.parametrize("sample_limit", [10**9, 50], ids=["exact", "sampled"])
-def test_native_weight_tracker_matches_torch(sample_limit: int) -> None:
+def test_native_weight_tracker_matches_torch(sample_limit: int, keep_next: bool) -> None:
     def run(use_native: bool) -> np.ndarray:
         model = fixed_mlp()
         modules = [m for m in model.modules() if isinstance(m, nn.Linear)]
@@ -119,13 +120,15 @@ def test_native_weight_tracker_matches_torch(sample_limit: int) -> None:
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
         generator = torch.Generator().manual_seed(0)
         rows = []
-        for _ in range(3):
+        for _ in range(4):
             tracker.snapshot()
             x, y = torch.randn(8, 6, generator=generator), torch.randint(0, 3, (8,), generator=generator)
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
             optimizer.step()
-            rows.append(tracker.measure(modules).numpy())
+            rows.append(tracker.measure(modules, keep_next=keep_next).numpy())
+        if use_native and keep_next:
+            assert tracker._native.retained is not None  # the next snapshot() would reuse the update pass's copy
         return np.stack(rows)
 
     np.testing.assert_allclose(run(True), run(False), rtol=1e-5)
@@ -176,3 +179,27 @@ def test_batch_moments_match_numpy_even_with_a_large_mean(shape: tuple[int, int,
     unit_vars = x.var(axis=(1, 3))
     np.testing.assert_allclose(moments[:, 0], unit_means.mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(moments[:, 1], unit_vars.mean(axis=1), rtol=1e-4)
+
+
+@needs_native
+def test_native_weight_tracker_on_a_large_sampled_weight_over_many_spans() -> None:
+    # 200,000 entries: above UPDATE_SAMPLE_LIMIT, so 16,384 tracked entries spread over 13 spans
+    def run(use_native: bool) -> np.ndarray:
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Linear(500, 400), nn.Tanh(), nn.Linear(400, 3))
+        modules = [model[0], model[2]]
+        tracker = WeightTracker(modules)
+        if not use_native:
+            tracker._native = None
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        rows = []
+        for step in range(3):
+            tracker.snapshot()
+            x = torch.randn(16, 500, generator=torch.Generator().manual_seed(step))
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+            rows.append(tracker.measure(modules, keep_next=True).numpy())
+        return np.stack(rows)
+
+    np.testing.assert_allclose(run(True), run(False), rtol=1e-5)

@@ -312,6 +312,37 @@ static void sum_sumsq(const float *x, int64_t n, double *sum_out, double *sumsq_
     *sumsq_out = sumsq;
 }
 
+/* The first index j of the sorted pos[0..m) with pos[j] >= value (m when none). */
+static inline int64_t lower_bound(const int64_t *pos, int64_t m, int64_t value) {
+    int64_t lo = 0, hi = m;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (pos[mid] < value) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* One span [k0, k1) of a sampled weight w (tracked entries pos[0..m), sorted): with `norm`, the
+ * sum of squares of the whole span; then the tracked entries inside it, read while the span is in
+ * cache: the change against old[] and old's squares, or (`copy`) old[] takes w's values. */
+static inline void sampled_span(const float *w, int64_t k0, int64_t k1, const int64_t *pos, int64_t m, float *old, int copy,
+                                double *norm, double *change, double *tracked) {
+    if (norm != NULL) {
+        double unused = 0.0;
+        span_sum_sumsq(w + k0, k1 - k0, &unused, norm);
+    }
+    for (int64_t j = lower_bound(pos, m, k0); j < m && pos[j] < k1; ++j) {
+        const float v = w[pos[j]];
+        if (change != NULL) {
+            const double d = (double)v - old[j];
+            *change += d * d;
+            *tracked += (double)old[j] * old[j];
+        }
+        if (copy) old[j] = v;
+    }
+}
+
 /* Sum and sum of squares of each of `layers` contiguous float32 tensors of n elements:
  * out[2 * layer] = sum, out[2 * layer + 1] = sum of squares (NaN propagates, as in torch). */
 void gf_sum_sumsq(const float **xs, int64_t layers, int64_t n, double *out, int threads) {
@@ -327,12 +358,14 @@ void gf_snapshot(const float **src, float **dst, const int64_t *n, const int64_t
         const float *w = src[i];
         float *keep = dst[i];
         const int64_t size = n[i];
-        double sum, sumsq;
-        if (positions[i] == NULL) memcpy(keep, w, sizeof(float) * (size_t)size);
-        sum_sumsq(w, size, &sum, &sumsq, threads);
-        if (positions[i] != NULL) {
-            const int64_t *pos = positions[i];
-            for (int64_t k = 0; k < m[i]; ++k) keep[k] = w[pos[k]];
+        double sum, sumsq = 0.0;
+        if (positions[i] == NULL) {
+            memcpy(keep, w, sizeof(float) * (size_t)size);
+            sum_sumsq(w, size, &sum, &sumsq, threads);
+        } else {
+#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : sumsq) schedule(static)
+            for (int64_t k0 = 0; k0 < size; k0 += FOLD)
+                sampled_span(w, k0, k0 + FOLD < size ? k0 + FOLD : size, positions[i], m[i], keep, 1, &sumsq, NULL, NULL);
         }
         out[i] = sumsq;
     }
@@ -389,17 +422,11 @@ void gf_update(const float **w, float **before, const float **grad, const int64_
             for (int64_t k0 = 0; k0 < size; k0 += FOLD)
                 span_change(now + k0, old + k0, (k0 + FOLD < size ? k0 + FOLD : size) - k0, &change, &tracked);
         } else {
-            const int64_t *pos = positions[i];
-            for (int64_t k = 0; k < m[i]; ++k) {
-                const double d = (double)now[pos[k]] - old[k];
-                change += d * d;
-                tracked += (double)old[k] * old[k];
-            }
-            if (keep != NULL) {
-                double unused;
-                sum_sumsq(now, size, &unused, &norm, threads);
-                for (int64_t k = 0; k < m[i]; ++k) old[k] = now[pos[k]];
-            }
+            /* one pass: each span's norm (for the next snapshot) and its tracked entries, in cache */
+#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : change, tracked, norm) schedule(static)
+            for (int64_t k0 = 0; k0 < size; k0 += FOLD)
+                sampled_span(now, k0, k0 + FOLD < size ? k0 + FOLD : size, positions[i], m[i], old, keep != NULL,
+                             keep != NULL ? &norm : NULL, &change, &tracked);
         }
         out[3 * i] = g2;
         out[3 * i + 1] = change;
