@@ -6,7 +6,6 @@ compared and stacked. Values outside the range are counted in the outermost bins
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
