@@ -99,13 +99,13 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     mnist_x, mnist_y = torch.rand(60, 784), torch.randint(0, 10, (60,))
-    compare("(a) 784-100-100-100-10 sigmoid, batch 60", fig1_mlp, mnist_x, mnist_y, 1, int(200 * scale) or 20, 10)
-    compare("(a) 784-100-100-100-10 sigmoid, batch 60", fig1_mlp, mnist_x, mnist_y, 10, int(200 * scale) or 20, 10)
+    compare("(a) 784-100-100-100-10 sigmoid, batch 60", fig1_mlp, mnist_x, mnist_y, 1, int(200 * scale) or 20, 20)
+    compare("(a) 784-100-100-100-10 sigmoid, batch 60", fig1_mlp, mnist_x, mnist_y, 10, int(200 * scale) or 20, 20)
     wide_x, wide_y = torch.rand(256, 784), torch.randint(0, 10, (256,))
     compare("(b) 20 x 1024 tanh, batch 256", lambda: deep_tanh_mlp(False), wide_x, wide_y, 1, int(10 * scale) or 3, 5)
     compare("(b) 20 x 1024 tanh + BatchNorm, batch 256", lambda: deep_tanh_mlp(True), wide_x, wide_y, 1, int(10 * scale) or 3, 5)
     image_x, image_y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
-    compare("(c) 3-conv CNN, BatchNorm, ReLU, batch 128", small_cnn, image_x, image_y, 1, int(20 * scale) or 4, 5)
+    compare("(c) 3-conv CNN, BatchNorm, ReLU, batch 128", small_cnn, image_x, image_y, 1, int(20 * scale) or 4, 12)
     steps = int(args.memory_steps * scale)
     for mode in ("plain", "probe"):
         out = subprocess.run(

@@ -52,10 +52,16 @@ def saved_batch_statistics(output: torch.Tensor) -> tuple[np.ndarray, np.ndarray
         return None
     if mean.dim() != 1 or invstd.shape != mean.shape or mean.numel() == 0:
         return None
-    invstd = invstd.detach().double().cpu().numpy()
+    invstd = _on_host(invstd)
     with np.errstate(divide="ignore"):
         variance = np.clip(1.0 / invstd**2 - float(eps), 0.0, None)
-    return mean.detach().double().cpu().numpy(), variance
+    return _on_host(mean), variance
+
+
+def _on_host(t: torch.Tensor) -> np.ndarray:
+    # numpy's float64 cast, not torch's: one dispatch less per call, on every recorded step
+    t = t.detach()
+    return (t if t.is_cpu else t.cpu()).numpy().astype(np.float64)
 
 
 def pooled_moments(calls: list[tuple[int, np.ndarray, np.ndarray]]) -> np.ndarray:
