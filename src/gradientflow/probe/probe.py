@@ -9,7 +9,6 @@ attached at all, so the model runs exactly as without the probe.
 
 from __future__ import annotations
 
-import fnmatch
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
 
@@ -21,12 +20,13 @@ from torch.nn.modules.batchnorm import _NormBase
 
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
-from .activations import SaturationRule, activation_name, rule_for_module, rule_for_name
+from .activations import SaturationRule, rule_for_name
 from .batchnorm import BN_COLUMNS, batchnorm_row, pooled_moments, saved_batch_statistics
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
 from .pending import PendingActivations
 from .schedule import Schedule, as_schedule
+from .selection import select_modules
 from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns
 from .weights import WeightTracker
 
@@ -120,7 +120,7 @@ class Probe:
         self.columns = _stat_columns(self.percentiles)
         self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + BN_COLUMNS
         self._col = {name: i for i, name in enumerate(self._raw_columns)}
-        self._activations, self._weights = self._select_modules(layers)
+        self._activations, self._weights = select_modules(model, layers, saturation_eps)
         self._modules_by_name = {name: module for module, name in self._weights.items()}
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._buffer = StatsBuffer(self._raw_columns, flush_every, self._device)
@@ -142,35 +142,6 @@ class Probe:
         self._snapshot_fresh = False
         self._pending = PendingActivations(self.percentiles, max_percentile_samples, unit_dim, background)
         self._reset_captures()
-
-    # ------------------------------------------------------------------ selection
-    def _select_modules(self, layers: Iterable[str | type[nn.Module]] | None) -> tuple[dict[nn.Module, tuple[str, SaturationRule]], dict[nn.Module, str]]:
-        named = [(name or "(root)", module) for name, module in self.model.named_modules()]
-        patterns = [entry for entry in (layers or []) if isinstance(entry, str)]
-        types = tuple(entry for entry in (layers or []) if isinstance(entry, type))
-        bad = [entry for entry in (layers or []) if not isinstance(entry, (str, type))]
-        if bad:
-            raise ProbeError(f"layers entries must be names, patterns or module types, got {bad!r}")
-        for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(name, pattern) for name, _ in named):
-                names = ", ".join(name for name, _ in named[:40])
-                raise ProbeError(f"layers: {pattern!r} matches no module of the model; its modules are: {names}")
-
-        def chosen(name: str, module: nn.Module) -> bool:
-            if layers is None:
-                return True
-            return any(fnmatch.fnmatchcase(name, p) for p in patterns) or (bool(types) and isinstance(module, types))
-
-        activations: dict[nn.Module, tuple[str, SaturationRule]] = {}
-        weights: dict[nn.Module, str] = {}
-        for name, module in named:
-            if not chosen(name, module):
-                continue
-            if activation_name(module) is not None:
-                activations[module] = (name, rule_for_module(module, self.saturation_eps))
-            elif isinstance(getattr(module, "weight", None), nn.Parameter):
-                weights[module] = name
-        return activations, weights
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Probe":
