@@ -238,19 +238,22 @@ def test_statistics_of_many_deferred_steps_land_on_their_own_steps() -> None:
     assert rows["pre_mean"].to_numpy() == pytest.approx([s / 10 for s in range(40)], abs=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["train", "eval", "two-calls"])
+@pytest.mark.parametrize("mode", ["train", "eval", "two-calls", "train-then-eval"])
 def test_batchnorm_input_moments_in_every_mode(mode: str) -> None:
     # train: read from what BN saved for its backward; eval: BN saves no batch statistics, so the
-    # probe reads the input; two calls in one step: pooled as one batch of both
+    # probe reads the input; two calls in one step: pooled as one batch of both, also when only
+    # one of them saved its statistics
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU())
-    xs = [torch.randn(4, 2, 6, 6) * 3 + 5, torch.randn(6, 2, 6, 6) * 0.5 - 2][: 2 if mode == "two-calls" else 1]
+    xs = [torch.randn(4, 2, 6, 6) * 3 + 5, torch.randn(6, 2, 6, 6) * 0.5 - 2][: 1 if mode in ("train", "eval") else 2]
     with torch.no_grad():
         z = torch.cat([model[0](x) for x in xs])
     if mode == "eval":
         model.eval()
     with Probe(model) as probe:
-        for x in xs:
+        for i, x in enumerate(xs):
+            if mode == "train-then-eval" and i == 1:
+                model[1].eval()
             model(x).square().sum().backward()
         probe.step()
     row = probe.frame().set_index("layer").loc["1"]

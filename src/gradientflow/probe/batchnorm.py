@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["BN_COLUMNS", "batchnorm_row", "saved_batch_statistics", "pooled_moments"]
+__all__ = ["BN_COLUMNS", "batchnorm_row", "batch_statistics", "saved_batch_statistics", "pooled_moments"]
 
 BN_COLUMNS = ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean")
 
@@ -32,6 +32,18 @@ def batchnorm_row(module: nn.Module, moments: torch.Tensor | np.ndarray) -> torc
     weight, bias, running_mean, running_var = [p.detach() if p is not None else None for p in parts]
     norms = [torch.linalg.vector_norm(v) if v is not None else nan for v in (weight, bias, running_mean)]
     return torch.stack((moments[0], moments[1], *norms, running_var.mean() if running_var is not None else nan)).unsqueeze(0)
+
+
+def batch_statistics(x: torch.Tensor, output: object) -> tuple[int, np.ndarray, np.ndarray]:
+    """Return (examples per unit, per-unit batch means, per-unit biased variances) of BatchNorm's
+    input `x` (units along dimension 1): from what BN saved for its backward when it did (see
+    `saved_batch_statistics`), else from one float64 pass over `x` (eval mode)."""
+    units = x.shape[1] if x.dim() > 1 else 1
+    saved = saved_batch_statistics(output) if isinstance(output, torch.Tensor) else None
+    if saved is not None:
+        return (x.numel() // max(units, 1), *saved)
+    cells = x.detach().transpose(0, 1).reshape(units, -1).double()
+    return cells.shape[1], _on_host(cells.mean(dim=1)), _on_host(cells.var(dim=1, unbiased=False))
 
 
 def saved_batch_statistics(output: torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:

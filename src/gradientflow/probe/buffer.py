@@ -95,10 +95,9 @@ class StatsBuffer:
         indexed store: this runs for the weights on every recorded step."""
         if self._host is not None and values.device.type == "cpu" and not self.extra_shape:
             self._host[slot].reshape(-1)[flat] = values.numpy().reshape(-1)
+            self.present[slot].update(rows)
         else:
             self.write(np.full(len(rows), slot, dtype=np.int64), np.asarray(rows, dtype=np.int64), columns, values)
-            return
-        self.present[slot].update(rows)
 
     def drain(self) -> tuple[np.ndarray, list[int], list[set[int]]]:
         """Copy the used slots to the host in one transfer, reset them to NaN, return (values, steps, present)."""

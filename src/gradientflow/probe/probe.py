@@ -21,13 +21,13 @@ from torch.nn.modules.batchnorm import _NormBase
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
 from .activations import SaturationRule, rule_for_name
-from .batchnorm import BN_COLUMNS, batchnorm_row, pooled_moments, saved_batch_statistics
+from .batchnorm import BN_COLUMNS, batch_statistics, batchnorm_row, pooled_moments
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .histograms import HistogramRecorder
 from .pending import PendingActivations
 from .schedule import Schedule, as_schedule
 from .selection import select_modules
-from .stats import RAW_GRADIENT, as_units_layout, batch_moments_per_unit, derive, raw_columns
+from .stats import RAW_GRADIENT, derive, raw_columns
 from .weights import WeightTracker
 
 __all__ = ["Probe", "tap"]
@@ -231,7 +231,7 @@ class Probe:
         self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
         self._rules: dict[str, SaturationRule] = {}
-        self._bn_inputs: dict[str, list[Any]] = defaultdict(list)  # per call: (examples per unit, means, variances) or the input
+        self._bn_inputs: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
         self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
         self._retained: list[tuple[str, int, torch.Tensor]] = []  # (key, call index, tensor whose .grad autograd fills)
@@ -286,12 +286,7 @@ class Probe:
             if not torch.is_grad_enabled() or not args or not isinstance(args[0], torch.Tensor):
                 return
             self._row(name, "norm", module_type, None)
-            x = args[0]
-            saved = saved_batch_statistics(output) if isinstance(output, torch.Tensor) else None
-            if saved is not None:  # what BN normalised with: no pass over its input
-                self._bn_inputs[name].append((x.numel() // max(x.shape[1] if x.dim() > 1 else 1, 1), *saved))
-            else:
-                self._bn_inputs[name].append(x.detach())
+            self._bn_inputs[name].append(batch_statistics(args[0], output))
 
         return hook
 
@@ -411,13 +406,7 @@ class Probe:
     def _record_batchnorm(self, slot: int) -> None:
         for key, calls in self._bn_inputs.items():
             module = self._modules_by_name[key]
-            if all(isinstance(call, tuple) for call in calls):
-                moments = pooled_moments(calls)  # type: ignore[arg-type]
-            else:  # BN saved no statistics (e.g. eval mode): one pass over its inputs
-                inputs = [call for call in calls if isinstance(call, torch.Tensor)]
-                x = as_units_layout(inputs[0] if len(inputs) == 1 else torch.cat(inputs), 1).unsqueeze(0)
-                moments = batch_moments_per_unit(x)[0]
-            self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, moments))
+            self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, pooled_moments(calls)))
 
     # ------------------------------------------------------------------ output
     def flush(self) -> None:

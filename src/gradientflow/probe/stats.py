@@ -237,9 +237,9 @@ class PreActivationJob:
         table = np.empty((count, len(RAW_HEAD) + picked.shape[1] - 1), dtype=np.float32)
         table[:, :3] = (self.n, self.units, plan.n_sample)
         table[:, 3] = self.pivots
-        self.moments[:, 1] = np.sqrt(self.moments[:, 1])  # the centered norm, from its square
         with np.errstate(over="ignore"):  # sums beyond float32's range are recorded as inf, as torch would
             table[:, 4:11] = self.moments
+            table[:, 5] = np.sqrt(self.moments[:, 1])  # the centered norm, from its square
         table[:, 11:] = picked[:, 1:]
         return torch.from_numpy(table)
 
@@ -265,9 +265,8 @@ class GradientJob:
         if self._arguments is None:
             flat = torch.stack([t.float().reshape(-1) for t in self.grads])
             return torch.stack((flat.sum(dim=1), torch.linalg.vector_norm(flat, dim=1)), dim=1)
-        self._out[:, 1] = np.sqrt(self._out[:, 1])
         with np.errstate(over="ignore"):
-            return torch.from_numpy(self._out.astype(np.float32))
+            return torch.from_numpy(np.column_stack((self._out[:, 0], np.sqrt(self._out[:, 1]))).astype(np.float32))
 
 
 def _native_pre_activation(

@@ -358,10 +358,16 @@ void gf_snapshot(const float **src, float **dst, const int64_t *n, const int64_t
         const float *w = src[i];
         float *keep = dst[i];
         const int64_t size = n[i];
-        double sum, sumsq = 0.0;
+        double sumsq = 0.0;
         if (positions[i] == NULL) {
-            memcpy(keep, w, sizeof(float) * (size_t)size);
-            sum_sumsq(w, size, &sum, &sumsq, threads);
+            /* copy and measure in one pass over the weight */
+#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : sumsq) schedule(static)
+            for (int64_t k0 = 0; k0 < size; k0 += FOLD) {
+                const int64_t n_span = (k0 + FOLD < size ? k0 + FOLD : size) - k0;
+                double unused = 0.0;
+                memcpy(keep + k0, w + k0, sizeof(float) * (size_t)n_span);
+                span_sum_sumsq(keep + k0, n_span, &unused, &sumsq);
+            }
         } else {
 #pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : sumsq) schedule(static)
             for (int64_t k0 = 0; k0 < size; k0 += FOLD)
