@@ -10,7 +10,13 @@ def fig1_mlp() -> nn.Sequential:
     """Return Ioffe & Szegedy's Figure 1 network: 784-100-100-100-10, sigmoid."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Linear(784, 100), nn.Sigmoid(), nn.Linear(100, 100), nn.Sigmoid(), nn.Linear(100, 100), nn.Sigmoid(), nn.Linear(100, 10)
+        nn.Linear(784, 100),
+        nn.Sigmoid(),
+        nn.Linear(100, 100),
+        nn.Sigmoid(),
+        nn.Linear(100, 100),
+        nn.Sigmoid(),
+        nn.Linear(100, 10),
     )
 
 
@@ -31,8 +37,18 @@ def small_cnn() -> nn.Sequential:
     """Return a 3-conv-layer CNN with BatchNorm and ReLU for 1x28x28 inputs."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(64, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
     )

@@ -34,7 +34,7 @@ from gradientflow.models import build
 from gradientflow.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-USER_FILE = '''
+USER_FILE = """
 import torch
 from torch import nn
 
@@ -46,7 +46,7 @@ def make():
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(60, 784, generator=g), torch.randint(0, 10, (60,), generator=g)) for _ in range(20)]
     return model, batches
-'''
+"""
 
 
 def timing() -> None:
@@ -55,11 +55,15 @@ def timing() -> None:
         path = Path(folder) / "my_model.py"
         path.write_text(USER_FILE)
         started = time.perf_counter()
-        done = subprocess.run([command, "diagnose", f"{path}:make", "--json", "-"], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [command, "diagnose", f"{path}:make", "--json", "-"], capture_output=True, text=True, check=False
+        )
         wall = time.perf_counter() - started
     document = json.loads(done.stdout)
-    print(f"20-layer x 100 sigmoid MLP, 784 inputs, batch 60, 200 steps: {wall:.1f} s from the command to the table "
-          f"(training with the probe {document['seconds']:.1f} s); verdict {document['verdict']} at {document['problem']['layer']}")
+    print(
+        f"20-layer x 100 sigmoid MLP, 784 inputs, batch 60, 200 steps: {wall:.1f} s from the command to the table "
+        f"(training with the probe {document['seconds']:.1f} s); verdict {document['verdict']} at {document['problem']['layer']}"
+    )
 
 
 def _zoo() -> object:
@@ -85,7 +89,12 @@ def _setups() -> list[tuple[str, object]]:
     lab = [
         ("lab: 3x100 sigmoid, default init, lr 0.5", {"depth": 3, "activation": "sigmoid"}, 0.5, False),
         ("lab: 5x100 sigmoid + BN, lr 0.5", {"depth": 5, "activation": "sigmoid", "norm": "batch"}, 0.5, False),
-        ("lab: 6x100 sigmoid, N(0, 0.1), lr 0.5", {"depth": 6, "activation": "sigmoid", "init": "small_gaussian", "init_std": 0.1}, 0.5, False),
+        (
+            "lab: 6x100 sigmoid, N(0, 0.1), lr 0.5",
+            {"depth": 6, "activation": "sigmoid", "init": "small_gaussian", "init_std": 0.1},
+            0.5,
+            False,
+        ),
         ("lab: 10x100 relu, He, lr 0.1", {"depth": 10, "activation": "relu", "init": "he_normal"}, 0.1, False),
         ("lab: 10x100 tanh, Glorot, lr 0.1", {"depth": 10, "activation": "tanh", "init": "glorot_normal"}, 0.1, False),
         ("lab: 10x100 tanh + LayerNorm, lr 0.1", {"depth": 10, "activation": "tanh", "norm": "layer"}, 0.1, False),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -116,7 +116,8 @@ def compare(members: int, norm: str, dataset: Dataset, rounds: int) -> tuple[flo
 
 def profile(members: int, norm: str, dataset: Dataset) -> None:
     """Print torch.profiler's table of 20 vectorized steps (self CPU time per op)."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     group = Vectorized([fig1_spec(norm, seed) for seed in range(members)], dataset)
     group.block(BLOCK)
@@ -140,7 +141,9 @@ def fused_sketch(members: int, rounds: int) -> tuple[float, float]:
 
     def batch_of_all() -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(0, 4000, (members * batch,), generator=generator)
-        return data_x.index_select(0, index).view(members, batch, 784), data_y.index_select(0, index).view(members, batch)
+        return data_x.index_select(0, index).view(members, batch, 784), data_y.index_select(0, index).view(
+            members, batch
+        )
 
     def autograd_step() -> None:
         x, y = batch_of_all()
@@ -196,19 +199,26 @@ def main() -> None:
     dataset = load_run_dataset(fig1_spec("none", 0))
     if args.fused_sketch:
         plain, fused = fused_sketch(args.members[0], args.rounds)
-        print(f"K={args.members[0]} bare sigmoid MLP, {torch.get_num_threads()} thread(s): autograd + foreach SGD {plain * 1e3:.1f} ms/step, hand-written backward fused into the update {fused * 1e3:.1f} ms/step ({plain / fused:.2f}x)")
+        print(
+            f"K={args.members[0]} bare sigmoid MLP, {torch.get_num_threads()} thread(s): autograd + foreach SGD {plain * 1e3:.1f} ms/step, hand-written backward fused into the update {fused * 1e3:.1f} ms/step ({plain / fused:.2f}x)"
+        )
         return
     if args.profile:
         for norm in args.norms:
             profile(args.members[0], norm, dataset)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); 784-100-100-100-10 sigmoid MLP, batch 60, probe every 10; ms per step of all K members")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); 784-100-100-100-10 sigmoid MLP, batch 60, probe every 10; ms per step of all K members"
+    )
     print(f"{'K':>4} {'BN':>5} {'one by one':>12} {'vectorized':>12} {'speed-up':>9} {'per member':>11}")
     for norm in args.norms:
         for members in args.members:
             lone, group = compare(members, norm, dataset, args.rounds)
             label = "BN" if norm == "batch" else "plain"
-            print(f"{members:>4} {label:>5} {lone * 1e3:>9.2f} ms {group * 1e3:>9.2f} ms {lone / group:>8.2f}x {group / members * 1e3:>8.3f} ms", flush=True)
+            print(
+                f"{members:>4} {label:>5} {lone * 1e3:>9.2f} ms {group * 1e3:>9.2f} ms {lone / group:>8.2f}x {group / members * 1e3:>8.3f} ms",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

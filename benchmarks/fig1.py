@@ -24,7 +24,9 @@ from gradientflow.studies.reproductions.page import write_page
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50_000, help="training steps per network (default: the paper's 50,000)")
+    parser.add_argument(
+        "--steps", type=int, default=50_000, help="training steps per network (default: the paper's 50,000)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2: one per network)")
     options = parser.parse_args()
     # the core only: the main setting, probe every 10 steps, test accuracy every 500
@@ -32,15 +34,19 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f} at start")
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder)
-        context = ReproductionContext(name="ioffe2015-fig1", output=output, db=output / "runs.db", workers=options.workers)
+        context = ReproductionContext(
+            name="ioffe2015-fig1", output=output, db=output / "runs.db", workers=options.workers
+        )
         start = time.perf_counter()
         result = ioffe2015.reproduce(context, core)
         trained = time.perf_counter() - start
         write_page(result, output, "benchmarks/fig1.py", trained, "this machine")
         total = time.perf_counter() - start
     steps = 2 * options.steps
-    print(f"ioffe2015-fig1 core: 2 networks x {options.steps:,} steps, {options.workers} workers: {total:.1f} s end to end "
-          f"({total / steps * 1e3:.3f} ms per network-step); {result.agreed} of {len(result.comparisons)} comparisons agree")
+    print(
+        f"ioffe2015-fig1 core: 2 networks x {options.steps:,} steps, {options.workers} workers: {total:.1f} s end to end "
+        f"({total / steps * 1e3:.3f} ms per network-step); {result.agreed} of {len(result.comparisons)} comparisons agree"
+    )
     print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates the figure)")
 
 

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
-import sys
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ensemble import BLOCK, OneByOne, Vectorized, fig1_spec, parameter_count  # noqa: E402
-
-from gradientflow.runner import load_run_dataset  # noqa: E402
+from ensemble import BLOCK, OneByOne, Vectorized, fig1_spec, parameter_count
+from gradientflow.runner import load_run_dataset
 
 
 def sgemm_seconds(n: int) -> float:
@@ -37,7 +36,11 @@ def matmul_floor_seconds(members: int, batch: int, sizes: list[int]) -> float:
     """Seconds of the batched products one vectorized step needs (forward, weight and input gradients)."""
     ops = []
     for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        x, w, d = torch.randn(members, batch, fan_in), torch.randn(members, fan_in, fan_out), torch.randn(members, batch, fan_out)
+        x, w, d = (
+            torch.randn(members, batch, fan_in),
+            torch.randn(members, fan_in, fan_out),
+            torch.randn(members, batch, fan_out),
+        )
         ops.append(lambda x=x, w=w: torch.bmm(x, w))  # forward
         ops.append(lambda x=x, d=d: torch.bmm(x.transpose(1, 2), d))  # weight gradient
         if layer > 0:  # the first layer's input needs no gradient

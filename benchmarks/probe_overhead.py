@@ -20,16 +20,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _models import deep_tanh_mlp, fig1_mlp, small_cnn  # noqa: E402
-
-from gradientflow import Probe  # noqa: E402
+from _models import deep_tanh_mlp, fig1_mlp, small_cnn
+from gradientflow import Probe
 
 
 class Trainer:
@@ -53,13 +52,17 @@ class Trainer:
         return (time.perf_counter() - start) / steps
 
 
-def compare(name: str, make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, every: int, steps: int, rounds: int) -> tuple[float, float, float]:
+def compare(
+    name: str, make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, every: int, steps: int, rounds: int
+) -> tuple[float, float, float]:
     """Return (plain ms, probe ms, ratio): medians over `rounds` alternating blocks of `steps` steps of each block's mean step time."""
     trainer = Trainer(make(), x, y)
     recording = [False]
     plain: list[float] = []
     probed: list[float] = []
-    with Probe(trainer.model, every=lambda step: recording[0] and step % every == 0, flush_every=50, keep=False) as probe:
+    with Probe(
+        trainer.model, every=lambda step: recording[0] and step % every == 0, flush_every=50, keep=False
+    ) as probe:
         trainer.mean_step(5, probe)  # warm-up: allocator, kernels
         recording[0] = True
         trainer.mean_step(max(steps // 4, 2 * every), probe)  # and the probe's first rows, plans and thread
@@ -103,13 +106,24 @@ def main() -> None:
     compare("(a) 784-100-100-100-10 sigmoid, batch 60", fig1_mlp, mnist_x, mnist_y, 10, int(200 * scale) or 20, 20)
     wide_x, wide_y = torch.rand(256, 784), torch.randint(0, 10, (256,))
     compare("(b) 20 x 1024 tanh, batch 256", lambda: deep_tanh_mlp(False), wide_x, wide_y, 1, int(10 * scale) or 3, 5)
-    compare("(b) 20 x 1024 tanh + BatchNorm, batch 256", lambda: deep_tanh_mlp(True), wide_x, wide_y, 1, int(10 * scale) or 3, 5)
+    compare(
+        "(b) 20 x 1024 tanh + BatchNorm, batch 256",
+        lambda: deep_tanh_mlp(True),
+        wide_x,
+        wide_y,
+        1,
+        int(10 * scale) or 3,
+        5,
+    )
     image_x, image_y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
     compare("(c) 3-conv CNN, BatchNorm, ReLU, batch 128", small_cnn, image_x, image_y, 1, int(20 * scale) or 4, 12)
     steps = int(args.memory_steps * scale)
     for mode in ("plain", "probe"):
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", mode, "--memory-steps", str(steps)], capture_output=True, text=True, check=True
+            [sys.executable, __file__, "--memory-child", mode, "--memory-steps", str(steps)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         print(f"peak RSS after {steps} steps of (a), {mode:<5} (every=10): {float(out.stdout.strip()):8.1f} MiB")
 

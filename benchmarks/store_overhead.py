@@ -21,8 +21,8 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -81,13 +81,18 @@ def main() -> None:
     model = build(ModelSpec(depth=20, width=256, activation="tanh"), data.input_shape, data.num_classes, seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     batches = BatchOrder(data.train_x, data.train_y, 60, seed=0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; 20 x 256 tanh MLP, batch 60, probe every step, "
-          f"flush_every 50; {rounds} rounds x {args.block_steps} steps per mode")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; 20 x 256 tanh MLP, batch 60, probe every step, "
+        f"flush_every 50; {rounds} rounds x {args.block_steps} steps per mode"
+    )
 
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "bench.db") as store:
         store.begin_run(RunInfo(run_id="store-overhead", name="store-overhead", spec={}, seed=0))
         writer = store.writer("store-overhead")
-        sinks = {"drop": TimedSink(lambda stats, histograms: None), "store": TimedSink(lambda stats, histograms: writer.add_layer_stats(stats))}
+        sinks = {
+            "drop": TimedSink(lambda stats, histograms: None),
+            "store": TimedSink(lambda stats, histograms: writer.add_layer_stats(stats)),
+        }
         for sink in sinks.values():  # warm-up: allocator, kernels, the first SQLite pages
             run_block(model, optimizer, batches, sink, 20)
         for sink in sinks.values():
@@ -111,8 +116,10 @@ def main() -> None:
     for name in sinks:
         inside = sinks[name].seconds / steps * 1e3
         per_step = sorted(t / args.block_steps * 1e3 for t in blocks[name])
-        print(f"({'a' if name == 'drop' else 'b'}) {name:<5}  mean {mean[name]:7.3f} ms/step   median block {median[name]:7.3f} ms/step   "
-              f"inside sink {inside:6.3f} ms/step   rows {sinks[name].rows}")
+        print(
+            f"({'a' if name == 'drop' else 'b'}) {name:<5}  mean {mean[name]:7.3f} ms/step   median block {median[name]:7.3f} ms/step   "
+            f"inside sink {inside:6.3f} ms/step   rows {sinks[name].rows}"
+        )
         print(f"          blocks (ms/step, sorted): {' '.join(f'{t:.1f}' for t in per_step)}")
     print(f"stored {stored} layer rows ({size_kib:.0f} KiB on disk incl. WAL), final commit {closing * 1e3:.1f} ms")
     ratio, ratio_median = mean["store"] / mean["drop"], median["store"] / median["drop"]
@@ -120,8 +127,10 @@ def main() -> None:
     # inserts, commits) added to the drop blocks' median step.
     ratio_sink = (median["drop"] + sinks["store"].seconds / steps * 1e3) / median["drop"]
     verdict = "meets" if ratio <= 1.03 else "misses"
-    print(f"ratio store/drop: {ratio:.3f} (means, commits included), {ratio_median:.3f} (block medians), "
-          f"{ratio_sink:.3f} (drop median + time inside the store's sink); the mean {verdict} the <= 1.03 target")
+    print(
+        f"ratio store/drop: {ratio:.3f} (means, commits included), {ratio_median:.3f} (block medians), "
+        f"{ratio_sink:.3f} (drop median + time inside the store's sink); the mean {verdict} the <= 1.03 target"
+    )
 
 
 if __name__ == "__main__":

@@ -182,7 +182,12 @@ def cnn_groupnorm():  # type: ignore[no-untyped-def]
 def custom_loss_and_optimizer():  # type: ignore[no-untyped-def]
     """The four-part return: (model, batches, loss function, optimizer); the loss may be any callable."""
     model, batches = healthy_he_relu()
-    return model, batches, lambda output, target: F.cross_entropy(output, target), torch.optim.Adam(model.parameters(), 1e-3)
+    return (
+        model,
+        batches,
+        lambda output, target: F.cross_entropy(output, target),
+        torch.optim.Adam(model.parameters(), 1e-3),
+    )
 
 
 ZOO = {

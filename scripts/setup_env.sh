@@ -8,8 +8,9 @@ python="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
-# torch first and exactly 2.13.0: any other version, or an unpinned one, pulls a multi-GB CUDA build.
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+# constraints.txt pins torch to the CPU build: no extra (transformers, lightning, ray...) may upgrade it.
+pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$root/constraints.txt")
+"${pip[@]}" torch
 spec="$root"
 if [ -n "${EXTRAS:-}" ]; then spec="$root[$EXTRAS]"; fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
+"${pip[@]}" -e "$spec"

@@ -5,4 +5,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXTRAS=test bash "$root/scripts/setup_env.sh"
 cd "$root"
 .venv/bin/lint-imports
+.venv/bin/ruff check src tests benchmarks examples
+.venv/bin/ruff format --check src tests benchmarks examples
 exec .venv/bin/python -m pytest "$@"

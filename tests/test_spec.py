@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:  # until the package is installed or pytest gets pythonpath = ["src"]
@@ -132,7 +133,12 @@ def test_every_problem_is_reported_at_once() -> None:
         loads(text, source="many.toml")
     problems = caught.value.problems
     assert len(problems) == 4
-    assert [p.split(":")[0] for p in problems] == ["`model.depth`", "`model.activation`", "`model.extra`", "`data.norm`"]
+    assert [p.split(":")[0] for p in problems] == [
+        "`model.depth`",
+        "`model.activation`",
+        "`model.extra`",
+        "`data.norm`",
+    ]
     assert str(caught.value).startswith("4 problems in many.toml:\n  - `model.depth`")
 
 
@@ -244,14 +250,19 @@ def test_resolved_run_as_dict_is_json_ready() -> None:
 
 def test_specs_are_frozen() -> None:
     spec = loads(BASE)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         spec.model.depth = 3  # type: ignore[misc]
     assert isinstance(spec, ExperimentSpec)
 
 
 def test_dataset_names_are_exported() -> None:
     assert gf_spec.DATASET_NAMES == (
-        "mnist5k", "digits", "mnist", "fashion_mnist", "synthetic_teacher", "synthetic_blobs"
+        "mnist5k",
+        "digits",
+        "mnist",
+        "fashion_mnist",
+        "synthetic_teacher",
+        "synthetic_blobs",
     )
 
 

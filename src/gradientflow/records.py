@@ -100,7 +100,7 @@ class RunInfo:
     status: RunStatus = "queued"
     versions: dict[str, str] = field(default_factory=dict)
 
-    def with_status(self, status: RunStatus) -> "RunInfo":
+    def with_status(self, status: RunStatus) -> RunInfo:
         """Return a copy of this record with another status."""
         return dataclasses.replace(self, status=status)
 

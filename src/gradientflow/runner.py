@@ -14,11 +14,12 @@ import hashlib
 import multiprocessing
 import platform
 import queue as queue_module
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -33,8 +34,21 @@ from .store import Store
 from .train import TrainCallbacks, group_key, train, train_group
 
 __all__ = [
-    "RunnerEvents", "SweepResult", "Observer", "Vectorize", "VECTORIZE_MODES", "MAX_GROUP", "plan", "run_sweep", "execute_run", "execute_runs",
-    "execute_group", "group_runs", "check_data", "software_versions", "load_run_dataset",
+    "RunnerEvents",
+    "SweepResult",
+    "Observer",
+    "Vectorize",
+    "VECTORIZE_MODES",
+    "MAX_GROUP",
+    "plan",
+    "run_sweep",
+    "execute_run",
+    "execute_runs",
+    "execute_group",
+    "group_runs",
+    "check_data",
+    "software_versions",
+    "load_run_dataset",
 ]
 
 Vectorize = Literal["auto", "off"]
@@ -82,7 +96,9 @@ def software_versions() -> dict[str, str]:
 def load_run_dataset(spec: ExperimentSpec) -> Dataset:
     """Return the data set a spec names (DataError, with where it looked, when it is missing)."""
     data = spec.data
-    return load_dataset(data.name, data_dir=data.data_dir, seed=spec.train.seed, download=data.download, **dict(data.options))
+    return load_dataset(
+        data.name, data_dir=data.data_dir, seed=spec.train.seed, download=data.download, **dict(data.options)
+    )
 
 
 def plan(spec: ExperimentSpec, db_path: str | Path) -> tuple[list[ResolvedRun], list[ResolvedRun]]:
@@ -99,7 +115,10 @@ def _running_info(run: ResolvedRun) -> RunInfo:
 
 
 def execute_run(
-    run: ResolvedRun, db_path: str | Path, on_progress: Callable[[int, int], None] | None = None, observe: Observer | None = None
+    run: ResolvedRun,
+    db_path: str | Path,
+    on_progress: Callable[[int, int], None] | None = None,
+    observe: Observer | None = None,
 ) -> RunOutcome:
     """Train one run and store everything it measures; return its outcome.
 
@@ -111,7 +130,11 @@ def execute_run(
     """
     dataset = load_run_dataset(run.spec)
     info = _running_info(run)
-    model = build(run.spec.model, dataset.input_shape, dataset.num_classes, run.spec.train.seed) if observe is not None else None
+    model = (
+        build(run.spec.model, dataset.input_shape, dataset.num_classes, run.spec.train.seed)
+        if observe is not None
+        else None
+    )
     with Store(db_path) as store:
         store.begin_run(info)
         with store.writer(run.run_id) as writer:
@@ -122,7 +145,9 @@ def execute_run(
                     writer.add_histograms(histograms)
 
             remove = observe(model, writer.add_metrics) if observe is not None and model is not None else (lambda: None)
-            callbacks = TrainCallbacks(on_layer_stats=on_layer_stats, on_metrics=writer.add_metrics, on_progress=on_progress)
+            callbacks = TrainCallbacks(
+                on_layer_stats=on_layer_stats, on_metrics=writer.add_metrics, on_progress=on_progress
+            )
             try:
                 outcome = train(run.spec, dataset, callbacks, model=model)
             except Exception as error:  # a bug or a bad model: record it, keep what was measured
@@ -136,7 +161,9 @@ def execute_run(
     return outcome
 
 
-def group_runs(runs: Sequence[ResolvedRun], vectorize: Vectorize = "auto", workers: int = 1, max_members: int = MAX_GROUP) -> list[list[ResolvedRun]]:
+def group_runs(
+    runs: Sequence[ResolvedRun], vectorize: Vectorize = "auto", workers: int = 1, max_members: int = MAX_GROUP
+) -> list[list[ResolvedRun]]:
     """Return `runs` as tasks: lists of runs that train as one vectorized group, or single runs.
 
     With ``vectorize="off"`` every run is its own task. With ``"auto"`` runs with the same
@@ -213,12 +240,22 @@ def execute_group(
     return outcomes
 
 
-def _group_callbacks(run: ResolvedRun, writer: Any, ended: Callable[[ResolvedRun, Any, RunOutcome], None], on_progress: Callable[[str, int, int], None] | None) -> TrainCallbacks:
+def _group_callbacks(
+    run: ResolvedRun,
+    writer: Any,
+    ended: Callable[[ResolvedRun, Any, RunOutcome], None],
+    on_progress: Callable[[str, int, int], None] | None,
+) -> TrainCallbacks:
     def on_layer_stats(stats: Any, histograms: Any) -> None:
         writer.add_layer_stats(stats)
 
     progress = (lambda done, total: on_progress(run.run_id, done, total)) if on_progress is not None else None
-    return TrainCallbacks(on_layer_stats=on_layer_stats, on_metrics=writer.add_metrics, on_progress=progress, on_end=lambda outcome: ended(run, writer, outcome))
+    return TrainCallbacks(
+        on_layer_stats=on_layer_stats,
+        on_metrics=writer.add_metrics,
+        on_progress=progress,
+        on_end=lambda outcome: ended(run, writer, outcome),
+    )
 
 
 _progress_queue: Any = None  # set in each worker process by _worker_init
@@ -283,14 +320,18 @@ def execute_runs(
     return {run.run_id: outcomes[run.run_id] for run in runs if run.run_id in outcomes}
 
 
-def _execute_here(task: list[ResolvedRun], db_path: str | Path, events: RunnerEvents, observe: Observer | None = None) -> dict[str, RunOutcome]:
+def _execute_here(
+    task: list[ResolvedRun], db_path: str | Path, events: RunnerEvents, observe: Observer | None = None
+) -> dict[str, RunOutcome]:
     for run in task:
         if events.on_start:
             events.on_start(run)
     if len(task) > 1:
         return execute_group(task, db_path, events.on_progress, events.on_end)
     (run,) = task
-    progress = (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
+    progress = (
+        (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
+    )
     try:
         outcome = execute_run(run, db_path, progress, observe)
     except GradientflowError:
@@ -308,7 +349,13 @@ def check_data(runs: Sequence[ResolvedRun]) -> None:
         load_run_dataset(spec)
 
 
-def run_sweep(spec: ExperimentSpec, db_path: str | Path, workers: int = 1, events: RunnerEvents | None = None, vectorize: Vectorize = "auto") -> SweepResult:
+def run_sweep(
+    spec: ExperimentSpec,
+    db_path: str | Path,
+    workers: int = 1,
+    events: RunnerEvents | None = None,
+    vectorize: Vectorize = "auto",
+) -> SweepResult:
     """Run every run of `spec` not already finished in the store at `db_path`; return what happened.
 
     `vectorize`: ``"auto"`` trains compatible runs as vectorized groups, ``"off"`` one by one.
@@ -319,7 +366,9 @@ def run_sweep(spec: ExperimentSpec, db_path: str | Path, workers: int = 1, event
     return SweepResult(runs, skipped, execute_runs(todo, db_path, workers, events, vectorize))
 
 
-def _run_parallel(tasks: list[list[ResolvedRun]], db_path: str, workers: int, events: RunnerEvents, observe: Observer | None = None) -> dict[str, RunOutcome]:
+def _run_parallel(
+    tasks: list[list[ResolvedRun]], db_path: str, workers: int, events: RunnerEvents, observe: Observer | None = None
+) -> dict[str, RunOutcome]:
     context = multiprocessing.get_context("spawn")
     progress_queue = context.Queue()  # handed to workers at start-up: no Manager process to spawn
     outcomes: dict[str, RunOutcome] = {}

@@ -13,6 +13,7 @@ Layer 2: standard library, pydantic and `gradientflow.errors` / `gradientflow.re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -51,9 +52,7 @@ __all__ = [
 ]
 
 Architecture = Literal["mlp", "cnn"]
-ActivationName = Literal[
-    "sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "linear"
-]
+ActivationName = Literal["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "silu", "softplus", "linear"]
 NormName = Literal["none", "batch", "layer", "group", "rms"]
 NormPosition = Literal["before_activation", "after_activation"]
 InitName = Literal[
@@ -66,9 +65,7 @@ InitName = Literal[
     "orthogonal",
     "standard_uniform",  # Glorot & Bengio (2010)'s U[-1/sqrt(fan_in), 1/sqrt(fan_in)]
 ]
-DatasetName = Literal[
-    "mnist5k", "digits", "mnist", "fashion_mnist", "synthetic_teacher", "synthetic_blobs"
-]
+DatasetName = Literal["mnist5k", "digits", "mnist", "fashion_mnist", "synthetic_teacher", "synthetic_blobs"]
 OptimizerName = Literal["sgd", "momentum", "adam"]
 
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
@@ -151,9 +148,9 @@ class ProbeSpec(_Section):
     every: int = Field(10, ge=1)  # every 10th step: smooth curves at ~10% of the probe's per-step cost
     flush_every: int = Field(50, ge=1)  # recorded steps kept on the device before one host sync
     saturation_eps: float = Field(0.05, gt=0, lt=1)  # |g'| < 5% of its max counts as saturated
-    percentiles: Annotated[
-        tuple[Annotated[float, Field(ge=0, le=100)], ...], BeforeValidator(_array_to_tuple)
-    ] = DEFAULT_PERCENTILES  # those of the BN paper's Figure 1
+    percentiles: Annotated[tuple[Annotated[float, Field(ge=0, le=100)], ...], BeforeValidator(_array_to_tuple)] = (
+        DEFAULT_PERCENTILES  # those of the BN paper's Figure 1
+    )
     histograms: bool = False  # full histograms cost storage; percentiles usually suffice
 
 
@@ -166,9 +163,7 @@ class ExperimentSpec(_Section):
     optim: OptimSpec = OptimSpec()
     train: TrainSpec = TrainSpec()
     probe: ProbeSpec = ProbeSpec()
-    sweep: dict[str, Annotated[tuple[Any, ...], BeforeValidator(_array_to_tuple)]] = Field(
-        default_factory=dict
-    )
+    sweep: dict[str, Annotated[tuple[Any, ...], BeforeValidator(_array_to_tuple)]] = Field(default_factory=dict)
 
 
 _SECTIONS: dict[str, type[_Section]] = {
@@ -248,10 +243,8 @@ def _valid_sections(raw: dict[str, Any], spec: ExperimentSpec | None) -> dict[st
         return {name: getattr(spec, name) for name in _SECTIONS}
     sections: dict[str, _Section] = {}
     for name, cls in _SECTIONS.items():
-        try:
+        with contextlib.suppress(ValidationError):
             sections[name] = cls.model_validate(raw.get(name, {}))
-        except ValidationError:
-            pass
     return sections
 
 
@@ -378,8 +371,7 @@ def _sweep_target(key: str) -> tuple[str, str, str | None] | str:
     parts = key.split(".")
     paths = [f"{section}.{field}" for section, cls in _SECTIONS.items() for field in cls.model_fields]
     unknown = (
-        f"unknown key{_suggest(key, paths + [_SEEDS_KEY])}; "
-        "sweep keys are dotted paths such as model.norm, or seeds"
+        f"unknown key{_suggest(key, paths + [_SEEDS_KEY])}; sweep keys are dotted paths such as model.norm, or seeds"
     )
     if parts[0] not in _SECTIONS:
         return "`name` cannot be swept: it names the whole sweep" if key == "name" else unknown
@@ -479,9 +471,7 @@ def _apply(spec: ExperimentSpec, overrides: dict[str, Any]) -> ExperimentSpec:
             options[option[0]] = value
         else:
             updates[field] = value
-    new_sections = {
-        name: getattr(spec, name).model_copy(update=updates) for name, updates in sections.items()
-    }
+    new_sections = {name: getattr(spec, name).model_copy(update=updates) for name, updates in sections.items()}
     return spec.model_copy(update={**new_sections, "sweep": {}})
 
 

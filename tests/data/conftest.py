@@ -44,7 +44,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("no_proxy", "*")
     real_urlopen = urllib.request.urlopen
 
-    def guarded(url, *args, **kwargs):  # noqa: ANN001, ANN202
+    def guarded(url, *args, **kwargs):
         host = urllib.parse.urlsplit(url if isinstance(url, str) else url.full_url).hostname
         if host != "127.0.0.1":
             raise AssertionError(f"test tried to reach the network: {url}")
@@ -102,7 +102,7 @@ class Mirror:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

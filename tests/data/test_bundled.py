@@ -61,7 +61,7 @@ def test_fast_reader_matches_mlxtends_own_parser() -> None:
 
 def test_mnist5k_takes_rows_of_the_fixed_split(mnist5k) -> None:
     pixels, labels = _mnist5k_arrays()
-    train, test = stratified_split(labels, {c: 100 for c in range(10)}, SPLIT_SEED)
+    train, test = stratified_split(labels, dict.fromkeys(range(10), 100), SPLIT_SEED)
     np.testing.assert_allclose(mnist5k.test_x.reshape(1000, -1).numpy(), pixels[test] / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(mnist5k.train_y.numpy(), labels[train])
 
@@ -75,7 +75,7 @@ def test_mnist5k_train_and_test_are_disjoint(mnist5k) -> None:
 def test_mnist5k_split_is_pinned() -> None:
     # The split must never change silently: results stored by earlier versions compare against it.
     labels = np.repeat(np.arange(10), 500)
-    train, test = stratified_split(labels, {c: 100 for c in range(10)}, SPLIT_SEED)
+    train, test = stratified_split(labels, dict.fromkeys(range(10), 100), SPLIT_SEED)
     assert train[:8].tolist() == [2846, 3500, 1358, 4359, 679, 327, 413, 4542]
     assert test[:8].tolist() == [3515, 3659, 4924, 1859, 2881, 100, 1041, 3389]
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(5000))

@@ -82,8 +82,9 @@ def test_first_mirror_404_then_second_succeeds(served, mirror, tmp_path: Path, m
     assert len(_files_under(tmp_path / "cache" / "mnist")) == 4
 
 
-def test_bad_mirror_then_good_mirror_recovers_from_checksum_mismatch(served, mirror, make_idx_set, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_mirror_then_good_mirror_recovers_from_checksum_mismatch(
+    served, mirror, make_idx_set, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_idx_set(mirror.root / "stale", n_train=20, n_test=10, seed=99)  # same names, other bytes
     monkeypatch.setitem(download.MIRRORS, "mnist", (mirror.base("stale"), mirror.base("good")))
 
@@ -93,7 +94,9 @@ def test_bad_mirror_then_good_mirror_recovers_from_checksum_mismatch(served, mir
     assert [p.name for p in _files_under(tmp_path / "cache")] == sorted(GZ_NAMES)
 
 
-def test_every_mirror_failing_lists_the_urls_tried(served, mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_mirror_failing_lists_the_urls_tried(
+    served, mirror, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bases = (mirror.base("missing"), mirror.base("gone"))
     monkeypatch.setitem(download.MIRRORS, "mnist", bases)
 
@@ -139,8 +142,7 @@ def test_download_refuses_files_without_checksum(tmp_path: Path) -> None:
 def test_unreachable_mirror_is_reported(tmp_path: Path) -> None:
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
     with pytest.raises(DataError, match=r"http://127\.0\.0\.1:9/x/a\.gz: .*refused"):
-        download_files(["a.gz"], tmp_path, mirrors=["http://127.0.0.1:9/x/"], checksums={"a.gz": "0" * 64},
-                       timeout_s=5)
+        download_files(["a.gz"], tmp_path, mirrors=["http://127.0.0.1:9/x/"], checksums={"a.gz": "0" * 64}, timeout_s=5)
     assert _files_under(tmp_path) == []
 
 

@@ -54,7 +54,9 @@ def test_returned_array_is_writable_copy(tmp_path: Path) -> None:
     ),
     compressed=st.booleans(),
 )
-def test_write_then_read_round_trips(tmp_path_factory: pytest.TempPathFactory, array: np.ndarray, compressed: bool) -> None:
+def test_write_then_read_round_trips(
+    tmp_path_factory: pytest.TempPathFactory, array: np.ndarray, compressed: bool
+) -> None:
     folder = tmp_path_factory.mktemp("idx")
     path = write_idx(folder / ("data.gz" if compressed else "data"), array)
 
@@ -80,8 +82,14 @@ def test_gzip_output_is_reproducible(tmp_path: Path) -> None:
         (bytes([0, 0, 0x07, 1]) + struct.pack(">I", 1) + b"\x00", "unknown element type 0x07"),
         (bytes([0, 0, 0x08, 0]), "zero dimensions"),
         (bytes([0, 0, 0x08, 3]) + struct.pack(">I", 2), "header of 3 dimensions needs 16 bytes, file has 8"),
-        (bytes([0, 0, 0x08, 1]) + struct.pack(">I", 5) + b"\x00" * 4, "shape (5,) of uint8 (13 bytes in all), file has 12"),
-        (bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 1) + b"\x00" * 5, "shape (1,) of int32 (12 bytes in all), file has 13"),
+        (
+            bytes([0, 0, 0x08, 1]) + struct.pack(">I", 5) + b"\x00" * 4,
+            "shape (5,) of uint8 (13 bytes in all), file has 12",
+        ),
+        (
+            bytes([0, 0, 0x0C, 1]) + struct.pack(">I", 1) + b"\x00" * 5,
+            "shape (1,) of int32 (12 bytes in all), file has 13",
+        ),
     ],
     ids=["too-short", "bad-magic", "bad-type", "no-dims", "truncated-header", "truncated-body", "trailing-bytes"],
 )

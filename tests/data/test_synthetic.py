@@ -77,7 +77,11 @@ def test_blobs_spread_controls_difficulty() -> None:
         predicted = torch.cdist(data.test_x, means).argmin(1)
         return float((predicted == data.test_y).float().mean())
 
-    easy, default, hard = nearest_class_mean_accuracy(0.5), nearest_class_mean_accuracy(2.5), nearest_class_mean_accuracy(8.0)
+    easy, default, hard = (
+        nearest_class_mean_accuracy(0.5),
+        nearest_class_mean_accuracy(2.5),
+        nearest_class_mean_accuracy(8.0),
+    )
     assert easy > 0.99
     assert 0.75 < default < 0.99  # learnable, not trivial
     assert hard < default

@@ -15,7 +15,7 @@ from gradientflow.diagnose import DiagnoseReport, diagnose
 ZOO_PATH = Path(__file__).resolve().parents[2] / "examples" / "diagnose_zoo.py"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zoo_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location("diagnose_zoo_for_tests", ZOO_PATH)
     assert spec is not None and spec.loader is not None
@@ -24,7 +24,7 @@ def zoo_module() -> ModuleType:
     return module
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run_zoo(name: str, steps: int = 12, try_fixes: bool = False) -> DiagnoseReport:
     """Diagnose one zoo factory (cached: several tests read the same report)."""
     return diagnose(f"{ZOO_PATH}:{name}", steps=steps, try_fixes=try_fixes, threads=1)

@@ -41,7 +41,9 @@ def test_table_verdict_cause_and_fixes(tmp_path: Path) -> None:
     assert document["verdict"] == "dead" and document["problem"]["layer"] == "act1"
     assert [row["layer"] for row in document["layers"]][:6] == [f"act{i}" for i in range(1, 7)]
     assert document["steps_done"] == 5 and document["fixes"][0]["code"] == "init"
-    assert Diagnosis.from_dict(document).to_dict() == {k: document[k] for k in ("verdict", "problem", "others", "window", "layers")}
+    assert Diagnosis.from_dict(document).to_dict() == {
+        k: document[k] for k in ("verdict", "problem", "others", "window", "layers")
+    }
 
 
 def test_json_to_stdout_is_the_only_output() -> None:
@@ -146,4 +148,9 @@ def test_a_failing_first_call_names_the_layers_that_ran(tmp_path: Path) -> None:
         "    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(32, 4))\n"  # 16 != 32
         "    return model, [(torch.randn(5, 8), torch.randint(0, 4, (5,)))]\n",
     )
-    assert_clean(invoke("diagnose", f"{path}:make"), "failed in 2 on input tensor(5, 8)", "layers that ran: 0, 1", "mat1 and mat2 shapes cannot be multiplied")
+    assert_clean(
+        invoke("diagnose", f"{path}:make"),
+        "failed in 2 on input tensor(5, 8)",
+        "layers that ran: 0, 1",
+        "mat1 and mat2 shapes cannot be multiplied",
+    )

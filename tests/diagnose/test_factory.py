@@ -46,9 +46,17 @@ def test_a_list_is_cycled_until_the_steps(tmp_path: Path) -> None:
 
 def test_dict_return_with_custom_loss_and_optimizer(tmp_path: Path) -> None:
     default = run(tmp_path, "return {'model': TwoInputs(), 'batches': list(batches(2))}", steps=7)
-    slow = run(tmp_path, "m = TwoInputs()\n    return {'model': m, 'batches': list(batches(2)), 'optimizer': torch.optim.SGD(m.parameters(), lr=1e-3)}", steps=7)
+    slow = run(
+        tmp_path,
+        "m = TwoInputs()\n    return {'model': m, 'batches': list(batches(2)), 'optimizer': torch.optim.SGD(m.parameters(), lr=1e-3)}",
+        steps=7,
+    )
     assert default.steps_done == slow.steps_done == 7
     # same seed, same first gradient: the update ratio scales with the learning rate (0.1 -> 1e-3)
     assert slow.diagnosis.table["update_ratio"].max() < default.diagnosis.table["update_ratio"].max() / 30
-    zero = run(tmp_path, "return {'model': TwoInputs(), 'batches': list(batches(2)), 'loss_fn': lambda out, y: 0.0 * out.sum()}", steps=7)
+    zero = run(
+        tmp_path,
+        "return {'model': TwoInputs(), 'batches': list(batches(2)), 'loss_fn': lambda out, y: 0.0 * out.sum()}",
+        steps=7,
+    )
     assert zero.diagnosis.table["update_ratio"].max() == 0.0  # the factory's loss was used, not cross-entropy

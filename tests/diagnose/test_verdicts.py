@@ -13,17 +13,48 @@ from gradientflow.analysis.verdicts import THRESHOLDS, Diagnosis, Thresholds, di
 from gradientflow.errors import ModelError
 
 
-def frame(grads: list[list[float]], updates: list[list[float]] | None = None, activation: str = "relu", saturated: float = 0.5, dead: float = 0.0, names: list[str] | None = None) -> pd.DataFrame:
+def frame(
+    grads: list[list[float]],
+    updates: list[list[float]] | None = None,
+    activation: str = "relu",
+    saturated: float = 0.5,
+    dead: float = 0.0,
+    names: list[str] | None = None,
+) -> pd.DataFrame:
     """Probe-like rows: per step, layers fc{i} (weight) then act{i} (activation), i = 1..len(grads[0])."""
     rows = []
     for step, step_grads in enumerate(grads):
         for i, grad in enumerate(step_grads):
             name = names[i] if names else f"act{i + 1}"
             update = updates[step][i] if updates else 1e-3
-            rows.append({"step": step, "layer": f"fc{i + 1}", "order": 2 * i, "kind": "weight", "module_type": "Linear", "activation": None, "update_ratio": update})
-            rows.append({"step": step, "layer": name, "order": 2 * i + 1, "kind": "tap" if name.endswith(":stream") else "activation", "module_type": "ReLU",
-                         "activation": "linear" if name.endswith(":stream") else activation, "grad_rms": grad, "saturated_frac": saturated,
-                         "dead_units_frac": dead, "pre_mean": 0.0, "pre_std": 1.0, "nonfinite_count": 0.0, "update_ratio": np.nan})
+            rows.append(
+                {
+                    "step": step,
+                    "layer": f"fc{i + 1}",
+                    "order": 2 * i,
+                    "kind": "weight",
+                    "module_type": "Linear",
+                    "activation": None,
+                    "update_ratio": update,
+                }
+            )
+            rows.append(
+                {
+                    "step": step,
+                    "layer": name,
+                    "order": 2 * i + 1,
+                    "kind": "tap" if name.endswith(":stream") else "activation",
+                    "module_type": "ReLU",
+                    "activation": "linear" if name.endswith(":stream") else activation,
+                    "grad_rms": grad,
+                    "saturated_frac": saturated,
+                    "dead_units_frac": dead,
+                    "pre_mean": 0.0,
+                    "pre_std": 1.0,
+                    "nonfinite_count": 0.0,
+                    "update_ratio": np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -45,7 +76,10 @@ def test_vanishing_first_layer_is_the_first_below_the_threshold_going_back() -> 
 def test_thresholds_are_relative_so_the_loss_scale_cancels() -> None:
     grads = [[1e-4, 1e-3, 0.02, 0.2, 1.0]] * 3
     scaled = [[g * 1e6 for g in step] for step in grads]
-    assert diagnose_frame(frame(scaled)).table["verdict"].tolist() == diagnose_frame(frame(grads)).table["verdict"].tolist()
+    assert (
+        diagnose_frame(frame(scaled)).table["verdict"].tolist()
+        == diagnose_frame(frame(grads)).table["verdict"].tolist()
+    )
 
 
 def test_exploding_just_above_and_healthy_just_below_the_threshold() -> None:

@@ -16,7 +16,9 @@ from gradientflow.errors import GradientflowError, ProbeError
 from .conftest import zoo_module
 
 
-def train(model: nn.Module, batches: list, monitor, steps: int, lr: float = 0.1, lr_change: tuple[int, float] | None = None) -> int:  # type: ignore[no-untyped-def]
+def train(
+    model: nn.Module, batches: list, monitor, steps: int, lr: float = 0.1, lr_change: tuple[int, float] | None = None
+) -> int:  # type: ignore[no-untyped-def]
     """Run the user's loop; return the number of steps completed."""
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     for step, (x, y) in zip(range(steps), itertools.cycle(batches)):
@@ -49,9 +51,8 @@ def test_raise_stops_training_within_k_steps_of_a_learning_rate_jump() -> None:
 def test_warn_on_a_problem_present_from_initialization() -> None:
     torch.manual_seed(0)
     model, batches = zoo_module().dead_relu()
-    with pytest.warns(GradientWarning, match="dead at act1"):
-        with gf.watch(model) as monitor:
-            train(model, batches, monitor, 20)
+    with pytest.warns(GradientWarning, match="dead at act1"), gf.watch(model) as monitor:
+        train(model, batches, monitor, 20)
 
 
 def test_callable_gets_each_problem_once_and_report_is_the_table() -> None:

@@ -45,7 +45,11 @@ def _sigmoid_grad_rms_at_init() -> list[float]:
     torch.manual_seed(0)
     model, batches = zoo_module().vanishing_sigmoid()
     inputs: list[torch.Tensor] = []
-    hooks = [m.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]) or args[0].retain_grad()) for m in model if isinstance(m, torch.nn.Sigmoid)]
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]) or args[0].retain_grad())
+        for m in model
+        if isinstance(m, torch.nn.Sigmoid)
+    ]
     x, y = batches[0]
     torch.nn.functional.cross_entropy(model(x), y).backward()
     for hook in hooks:

@@ -24,7 +24,7 @@ from .helpers import count, one_thread, tiny_toml
 WIDE = {"COLUMNS": "300"}
 
 
-def invoke(*args: object) -> "typer.testing.Result":
+def invoke(*args: object) -> typer.testing.Result:
     return CliRunner().invoke(app, [str(a) for a in args], env=WIDE)
 
 

@@ -55,9 +55,13 @@ def assert_same_runs(grouped: Path, alone: Path) -> None:
         pd.testing.assert_frame_equal(stats_a[ids], stats_b[ids])
         numbers = [c for c in stats_a.columns if c not in ids]
         assert stats_b[numbers].notna().to_numpy().sum() > 0
-        np.testing.assert_allclose(stats_a[numbers].to_numpy(float), stats_b[numbers].to_numpy(float), rtol=RTOL, atol=ATOL, err_msg=run_id)
+        np.testing.assert_allclose(
+            stats_a[numbers].to_numpy(float), stats_b[numbers].to_numpy(float), rtol=RTOL, atol=ATOL, err_msg=run_id
+        )
         pd.testing.assert_frame_equal(metrics_a[["run_id", "step", "name"]], metrics_b[["run_id", "step", "name"]])
-        np.testing.assert_allclose(metrics_a["value"].to_numpy(float), metrics_b["value"].to_numpy(float), rtol=RTOL, atol=ATOL, err_msg=run_id)
+        np.testing.assert_allclose(
+            metrics_a["value"].to_numpy(float), metrics_b["value"].to_numpy(float), rtol=RTOL, atol=ATOL, err_msg=run_id
+        )
 
 
 @pytest.mark.parametrize("norm", ["none", "batch"])
@@ -88,7 +92,9 @@ def test_members_sharing_one_data_set_match_lone_runs(tmp_path: Path) -> None:
     # digits is the same data set for every seed: the group keeps one copy, gathers every member's
     # batch from it, and evaluates with one product for the first layer (other code than above)
     spec = tiny_spec("shared", model={"norm": "batch"}, sweep={"optim.lr": [0.05, 0.2], "seeds": [0, 1]})
-    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"name": "digits", "batch_size": 32, "options": {}})})
+    spec = spec.model_copy(
+        update={"data": spec.data.model_copy(update={"name": "digits", "batch_size": 32, "options": {}})}
+    )
     run_sweep(spec, tmp_path / "grouped.db")
     run_sweep(spec, tmp_path / "alone.db", vectorize="off")
     assert_same_runs(tmp_path / "grouped.db", tmp_path / "alone.db")
@@ -97,14 +103,18 @@ def test_members_sharing_one_data_set_match_lone_runs(tmp_path: Path) -> None:
 def test_members_differ_as_their_seeds_and_learning_rates_do(tmp_path: Path) -> None:
     spec = tiny_spec("differ", sweep=FOUR)
     run_sweep(spec, tmp_path / "g.db")
-    losses = [frames[2].query("name == 'batch_loss'")["value"].to_numpy() for frames in stored(tmp_path / "g.db").values()]
+    losses = [
+        frames[2].query("name == 'batch_loss'")["value"].to_numpy() for frames in stored(tmp_path / "g.db").values()
+    ]
     for i in range(len(losses)):
         for j in range(i + 1, len(losses)):
             assert not np.allclose(losses[i], losses[j])  # no member trained another's data or weights
 
 
 def test_a_diverging_member_stops_alone(tmp_path: Path) -> None:
-    spec = tiny_spec("boom", model={"activation": "relu"}, probe={"every": 1}, sweep={"optim.lr": [0.05, 1e3], "seeds": [0, 1]})
+    spec = tiny_spec(
+        "boom", model={"activation": "relu"}, probe={"every": 1}, sweep={"optim.lr": [0.05, 1e3], "seeds": [0, 1]}
+    )
     result = run_sweep(spec, tmp_path / "grouped.db")
     statuses = {run.overrides["optim.lr"]: set() for run in expand(spec)}
     for run in expand(spec):
@@ -125,9 +135,18 @@ def test_runs_that_cannot_share_a_model_are_not_grouped() -> None:
         tiny_spec(probe={"histograms": True}),
     ):
         assert group_key(other) is None
-    for other in (tiny_spec(model={"depth": 4}), tiny_spec(model={"activation": "tanh"}), tiny_spec(train={"steps": 41}), tiny_spec(optim={"name": "momentum"})):
+    for other in (
+        tiny_spec(model={"depth": 4}),
+        tiny_spec(model={"activation": "tanh"}),
+        tiny_spec(train={"steps": 41}),
+        tiny_spec(optim={"name": "momentum"}),
+    ):
         assert group_key(other) != group_key(base)
-    for same in (tiny_spec(train={"seed": 5}), tiny_spec(optim={"lr": 0.7, "weight_decay": 0.1}), tiny_spec(model={"init": "small_gaussian", "weight_scale": 2.0, "bias_init": 0.1})):
+    for same in (
+        tiny_spec(train={"seed": 5}),
+        tiny_spec(optim={"lr": 0.7, "weight_decay": 0.1}),
+        tiny_spec(model={"init": "small_gaussian", "weight_scale": 2.0, "bias_init": 0.1}),
+    ):
         assert group_key(same) == group_key(base)
 
 
@@ -159,7 +178,9 @@ KILL_STEPS = 1500
 @pytest.mark.slow  # a subprocess killed midway, then two sweeps
 def test_resume_after_a_killed_group_redoes_only_unfinished_members(tmp_path: Path) -> None:
     sweep = '"optim.lr" = [0.05, 0.1, 1000.0]\nseeds = [0]'
-    text = tiny_toml("killgroup", steps=KILL_STEPS, every=10, sweep=sweep).replace('arch = "mlp"', 'arch = "mlp"\nactivation = "relu"')
+    text = tiny_toml("killgroup", steps=KILL_STEPS, every=10, sweep=sweep).replace(
+        'arch = "mlp"', 'arch = "mlp"\nactivation = "relu"'
+    )
     spec_path = tmp_path / "kill.toml"
     spec_path.write_text(text)
     spec = load(spec_path)
@@ -169,7 +190,9 @@ def test_resume_after_a_killed_group_redoes_only_unfinished_members(tmp_path: Pa
     db = tmp_path / "killed.db"
     executable = shutil.which("gradientflow") or str(Path(sys.executable).parent / "gradientflow")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([executable, "run", str(spec_path), "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(
+        [executable, "run", str(spec_path), "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -213,7 +236,9 @@ def test_update_ratio_of_a_sampled_weight_uses_a_lone_runs_entries() -> None:
     tracker = EnsembleWeightTracker([(30, 20)], [600], sample_limit=50)
     stacked = torch.stack([m.weight.detach().T for m in lones]).contiguous()  # (members, in, out)
     tracker.snapshot([stacked])
-    update = torch.randn(3, 20, 30, generator=generator) * (torch.rand(3, 20, 30, generator=generator) < 0.1)  # sparse: a subset sees little of it
+    update = torch.randn(3, 20, 30, generator=generator) * (
+        torch.rand(3, 20, 30, generator=generator) < 0.1
+    )  # sparse: a subset sees little of it
     expected = []
     for member, module in enumerate(lones):
         module.weight.grad = torch.ones_like(module.weight)

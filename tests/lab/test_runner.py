@@ -42,7 +42,11 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     db = tmp_path_factory.mktemp("sweep") / "results.db"
     ended: list[str] = []
     with one_thread():  # module-scoped: the autouse fixture has not run yet
-        result = run_sweep(tiny_spec("grid", sweep=SWEEP), db, events=RunnerEvents(on_end=lambda run, outcome: ended.append(run.run_id)))
+        result = run_sweep(
+            tiny_spec("grid", sweep=SWEEP),
+            db,
+            events=RunnerEvents(on_end=lambda run, outcome: ended.append(run.run_id)),
+        )
     assert sorted(ended) == sorted(result.outcomes)
     return db, result
 
@@ -71,7 +75,9 @@ def test_rerun_skips_every_stored_run_and_writes_nothing(swept: tuple[Path, obje
     before = row_counts(db)
     assert before["runs"] == 4 and before["layer_stats"] > 0 and before["metrics"] > 0
     started: list[str] = []
-    again = run_sweep(tiny_spec("grid", sweep=SWEEP), db, events=RunnerEvents(on_start=lambda run: started.append(run.run_id)))
+    again = run_sweep(
+        tiny_spec("grid", sweep=SWEEP), db, events=RunnerEvents(on_start=lambda run: started.append(run.run_id))
+    )
     assert sorted(again.skipped) == sorted(first.outcomes)
     assert again.outcomes == {} and started == []
     assert row_counts(db) == before
@@ -81,9 +87,14 @@ def test_two_workers_store_the_same_numbers_as_one(swept: tuple[Path, object], t
     db_one, _ = swept
     db_two = tmp_path / "two.db"
     ended: list[str] = []
-    result = run_sweep(tiny_spec("grid", sweep=SWEEP), db_two, workers=2, events=RunnerEvents(on_end=lambda run, outcome: ended.append(run.run_id)))
+    result = run_sweep(
+        tiny_spec("grid", sweep=SWEEP),
+        db_two,
+        workers=2,
+        events=RunnerEvents(on_end=lambda run, outcome: ended.append(run.run_id)),
+    )
     assert len(ended) == 4 and result.failed == []
-    assert set(o.status for o in result.outcomes.values()) == {"finished"}
+    assert {o.status for o in result.outcomes.values()} == {"finished"}
     one, two = stored_frames(db_one), stored_frames(db_two)
     assert sorted(one) == sorted(two)
     for run_id in one:
@@ -102,7 +113,11 @@ def test_diverged_run_is_stored_with_its_rows_and_skipped_next_time(tmp_path: Pa
     with Store(db, readonly=True) as store:
         info = store.run(run.run_id)
         steps = set(store.layer_stats_frame([run.run_id])["step"].tolist())
-    assert (info["status"], info["diverged_at"], info["steps_done"]) == ("diverged", outcome.diverged_at, outcome.diverged_at)
+    assert (info["status"], info["diverged_at"], info["steps_done"]) == (
+        "diverged",
+        outcome.diverged_at,
+        outcome.diverged_at,
+    )
     assert set(range(outcome.diverged_at)) <= steps  # what led up to it is kept
     _, todo = plan(spec, db)
     assert todo == []
@@ -137,11 +152,17 @@ def wait_for_partial_sweep(db: Path, process: subprocess.Popen, timeout_s: float
 
 def test_resume_after_kill_stores_every_run_once(tmp_path: Path) -> None:
     spec_path = tmp_path / "kill.toml"
-    spec_path.write_text(tiny_toml("kill", steps=KILL_STEPS, every=1, extra="histograms = true\nflush_every = 10", sweep="seeds = [0, 1]"))
+    spec_path.write_text(
+        tiny_toml(
+            "kill", steps=KILL_STEPS, every=1, extra="histograms = true\nflush_every = 10", sweep="seeds = [0, 1]"
+        )
+    )
     db = tmp_path / "killed.db"
     executable = shutil.which("gradientflow") or str(Path(sys.executable).parent / "gradientflow")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as this process: same numbers as the fresh run below
-    process = subprocess.Popen([executable, "run", str(spec_path), "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    process = subprocess.Popen(
+        [executable, "run", str(spec_path), "--db", str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
     try:
         interrupted = wait_for_partial_sweep(db, process)
     finally:

@@ -20,11 +20,15 @@ from .helpers import tiny_spec
 EVAL_NAMES = {"train_loss", "train_accuracy", "test_loss", "test_accuracy"}
 
 
-def run(spec: ExperimentSpec, model: torch.nn.Module | None = None) -> tuple[RunOutcome, pd.DataFrame, list[MetricPoint], list[int]]:
+def run(
+    spec: ExperimentSpec, model: torch.nn.Module | None = None
+) -> tuple[RunOutcome, pd.DataFrame, list[MetricPoint], list[int]]:
     """Train `spec`; return (outcome, every probe frame concatenated, metric points, progress calls)."""
     metrics: list[MetricPoint] = []
     progress: list[int] = []
-    callbacks = TrainCallbacks(on_metrics=metrics.extend, on_progress=lambda done, total: progress.append(done), keep_frames=True)
+    callbacks = TrainCallbacks(
+        on_metrics=metrics.extend, on_progress=lambda done, total: progress.append(done), keep_frames=True
+    )
     outcome = train(spec, load_run_dataset(spec), callbacks, model=model)
     frames = pd.concat(callbacks.frames, ignore_index=True) if callbacks.frames else pd.DataFrame()
     return outcome, frames, metrics, progress

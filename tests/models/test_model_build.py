@@ -8,7 +8,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradientflow.errors import ModelError
-from gradientflow.models import ACTIVATIONS, INITS, NORMS, ChannelLayerNorm, ChannelRMSNorm, LinearActivation, build, group_count
+from gradientflow.models import (
+    ACTIVATIONS,
+    INITS,
+    NORMS,
+    ChannelLayerNorm,
+    ChannelRMSNorm,
+    LinearActivation,
+    build,
+    group_count,
+)
 from gradientflow.spec import ACTIVATION_NAMES, INIT_NAMES, NORM_NAMES, ModelSpec
 
 
@@ -38,7 +47,12 @@ def test_mlp_layers_with_norm_after_activation() -> None:
 
 @pytest.mark.parametrize(
     ("norm", "prefix", "kind"),
-    [("batch", "bn", nn.BatchNorm1d), ("layer", "ln", nn.LayerNorm), ("group", "gn", nn.GroupNorm), ("rms", "rms", nn.RMSNorm)],
+    [
+        ("batch", "bn", nn.BatchNorm1d),
+        ("layer", "ln", nn.LayerNorm),
+        ("group", "gn", nn.GroupNorm),
+        ("rms", "rms", nn.RMSNorm),
+    ],
 )
 def test_norm_modules_and_names(norm: str, prefix: str, kind: type) -> None:
     model = build(ModelSpec(depth=1, width=12, norm=norm), (5,), 2, seed=0)
@@ -104,7 +118,9 @@ def test_activation_modules() -> None:
 
 
 def test_cnn_refuses_flat_input_and_too_many_pools() -> None:
-    with pytest.raises(ModelError, match=r"needs image input shaped \(channels, height, width\), got input_shape \(784,\)"):
+    with pytest.raises(
+        ModelError, match=r"needs image input shaped \(channels, height, width\), got input_shape \(784,\)"
+    ):
         build(ModelSpec(arch="cnn"), (784,), 10, seed=0)
     with pytest.raises(ModelError, match=r"5 conv blocks halves a 28x28 input 5 times to 0x0; use at most 4"):
         build(ModelSpec(arch="cnn", channels=(2, 2, 2, 2, 2)), (1, 28, 28), 10, seed=0)

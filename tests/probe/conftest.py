@@ -14,7 +14,9 @@ def fixed_mlp(activation: nn.Module | None = None, inplace_relu: bool = False) -
     return nn.Sequential(nn.Linear(6, 12), nn.Sigmoid(), nn.Linear(12, 12), second, nn.Linear(12, 3))
 
 
-def train_steps(model: nn.Module, probe, steps: int = 3, seed: int = 1, batch: int = 8, lr: float = 0.1) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def train_steps(
+    model: nn.Module, probe, steps: int = 3, seed: int = 1, batch: int = 8, lr: float = 0.1
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Run `steps` SGD steps on fixed random batches, calling probe.step(); return the batches."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)

@@ -43,9 +43,8 @@ def test_an_error_in_the_background_thread_reaches_the_training_thread(monkeypat
 
     monkeypatch.setattr(pending._Batch, "run", fail)
     model = fixed_mlp()
-    with pytest.raises(RuntimeError, match="statistics failed in the background"):
-        with Probe(model) as probe:
-            train_steps(model, probe, steps=pending.DEFER_STEPS + 1)
+    with pytest.raises(RuntimeError, match="statistics failed in the background"), Probe(model) as probe:
+        train_steps(model, probe, steps=pending.DEFER_STEPS + 1)
 
 
 def _weights_by_hand(model: nn.Sequential, steps: int, shrink_after: int) -> tuple[list[float], list[float]]:

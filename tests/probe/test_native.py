@@ -59,7 +59,14 @@ def _order_stats(values: np.ndarray, ks: np.ndarray, positions: np.ndarray | Non
     scratch, out = np.empty(4 * m + 256, dtype=np.uint32), np.empty(len(ks), dtype=np.float32)
     where = None if positions is None else np.ascontiguousarray(positions, dtype=np.int64)
     library.gf_order_stats(
-        native.pointers([x]), 1, None if where is None else where.ctypes.data, m, ks.ctypes.data, len(ks), scratch.ctypes.data, out.ctypes.data
+        native.pointers([x]),
+        1,
+        None if where is None else where.ctypes.data,
+        m,
+        ks.ctypes.data,
+        len(ks),
+        scratch.ctypes.data,
+        out.ctypes.data,
     )
     return out
 
@@ -135,7 +142,7 @@ def test_native_weight_tracker_matches_torch(sample_limit: int, keep_next: bool)
 
 
 def test_probe_frames_agree_with_and_without_the_native_library(monkeypatch: pytest.MonkeyPatch) -> None:
-    def frame() -> "object":
+    def frame() -> object:
         model = fixed_mlp()
         with Probe(model) as probe:
             train_steps(model, probe, steps=3)
@@ -155,7 +162,9 @@ def test_probe_frames_agree_with_and_without_the_native_library(monkeypatch: pyt
     np.testing.assert_allclose(with_native[numeric].to_numpy(), without[numeric].to_numpy(), rtol=1e-5, atol=1e-7)
 
 
-def test_without_a_compiler_the_library_is_none_and_the_probe_still_works(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_without_a_compiler_the_library_is_none_and_the_probe_still_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
     monkeypatch.setenv("GRADIENTFLOW_CACHE", str(tmp_path))  # nothing compiled here yet
     monkeypatch.setenv("CC", "no-such-compiler-gradientflow")
     native.library.cache_clear()

@@ -118,7 +118,9 @@ def test_tap_records_a_functional_activation_like_a_module() -> None:
     reference = frame_of(modular).set_index("layer")
     assert tapped.loc["fc1.sigmoid", "kind"] == "tap"
     cols = ["pre_mean", "pre_std", "pre_p50", "saturated_frac", "grad_rms", "grad_norm"]
-    np.testing.assert_allclose(tapped.loc["fc1.sigmoid", cols].astype(float), reference.loc["1", cols].astype(float), rtol=1e-6)
+    np.testing.assert_allclose(
+        tapped.loc["fc1.sigmoid", cols].astype(float), reference.loc["1", cols].astype(float), rtol=1e-6
+    )
 
 
 def test_tap_without_active_probe_returns_the_tensor() -> None:

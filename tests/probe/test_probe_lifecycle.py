@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 import pytest
 import torch
@@ -34,10 +33,9 @@ def test_hooks_removed_after_exit_and_after_exception() -> None:
         assert hook_count(model) > 0
         train_steps(model, probe, steps=1)
     assert hook_count(model) == 0
-    with pytest.raises(RuntimeError, match="boom"):
-        with Probe(model):
-            model(torch.randn(2, 6))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), Probe(model):
+        model(torch.randn(2, 6))
+        raise RuntimeError("boom")
     assert hook_count(model) == 0
 
 

@@ -104,13 +104,28 @@ def test_saturation_is_measured_somewhere() -> None:
 
 @pytest.mark.parametrize(
     "module",
-    [nn.Sigmoid(), nn.Tanh(), nn.ReLU(), nn.LeakyReLU(0.01), nn.LeakyReLU(0.2), nn.ELU(), nn.GELU(), nn.SiLU(), nn.Softplus(), nn.Hardtanh(), nn.ReLU6(), nn.Mish()],
+    [
+        nn.Sigmoid(),
+        nn.Tanh(),
+        nn.ReLU(),
+        nn.LeakyReLU(0.01),
+        nn.LeakyReLU(0.2),
+        nn.ELU(),
+        nn.GELU(),
+        nn.SiLU(),
+        nn.Softplus(),
+        nn.Hardtanh(),
+        nn.ReLU6(),
+        nn.Mish(),
+    ],
     ids=lambda m: type(m).__name__ + str(getattr(m, "negative_slope", "")),
 )
 def test_saturation_rule_agrees_with_autograd_derivative(module: nn.Module) -> None:
     eps = 0.05
     rule = rule_for_module(module, eps)
-    x = torch.cat([torch.linspace(-12, 12, 20_001, dtype=torch.float64), torch.tensor([0.0, -1.0, 1.0, 6.0], dtype=torch.float64)])
+    x = torch.cat(
+        [torch.linspace(-12, 12, 20_001, dtype=torch.float64), torch.tensor([0.0, -1.0, 1.0, 6.0], dtype=torch.float64)]
+    )
     z = x.clone().requires_grad_(True)
     module(z).sum().backward()
     derivative = z.grad.abs()

@@ -55,7 +55,7 @@ def test_page_escapes_the_title_and_keeps_trusted_intro_html(page: str) -> None:
 
 
 def test_labels_from_the_spec_are_escaped_in_tables_and_figures(tiny_data: ReportData) -> None:
-    labels = {run_id: "<script>alert(1)</script>" for run_id in tiny_data.run_ids}
+    labels = dict.fromkeys(tiny_data.run_ids, "<script>alert(1)</script>")
     runs = tiny_data.runs.copy()
     runs["spec.model.norm"] = "<img src=x onerror=alert(1)>"
     hostile = ReportData(runs, tiny_data.differing, labels, tiny_data.layers, tiny_data.metrics)

@@ -118,10 +118,10 @@ def _synthetic_data(runs: int, steps: int = 3, layers: int = 2) -> ReportData:
     frame = pd.DataFrame({"run_id": ids, "name": "many", "status": "finished", "steps_done": steps,
                           "diverged_at": pd.array([None] * runs, dtype="Int64"), "spec.train.seed": range(runs)})  # fmt: skip
     rows = [
-        {"run_id": r, "step": s, "layer": f"act{l + 1}", "order": l, "kind": "activation",
-         "grad_rms": 10.0 ** (l - 3), "pre_p15": -1.0, "pre_p50": 0.0, "pre_p85": 1.0,
+        {"run_id": r, "step": s, "layer": f"act{k + 1}", "order": k, "kind": "activation",
+         "grad_rms": 10.0 ** (k - 3), "pre_p15": -1.0, "pre_p50": 0.0, "pre_p85": 1.0,
          "saturated_frac": 0.0, "dead_units_frac": 0.0}
-        for r in ids for s in range(steps) for l in range(layers)
+        for r in ids for s in range(steps) for k in range(layers)
     ]  # fmt: skip
     metrics = pd.DataFrame(columns=["run_id", "step", "name", "value"])
     return ReportData(frame, ["train.seed"], {r: f"seed={i}" for i, r in enumerate(ids)}, pd.DataFrame(rows), metrics)

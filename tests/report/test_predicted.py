@@ -16,7 +16,18 @@ from gradientflow.theory import gradient_rms_profile
 
 def spec(**model: object) -> dict:
     data = model.pop("data", {"name": "mnist5k", "batch_size": 32})
-    return {"model": {"arch": "mlp", "depth": 4, "width": 100, "activation": "relu", "norm": "none", "init": "pytorch_default", **model}, "data": data}
+    return {
+        "model": {
+            "arch": "mlp",
+            "depth": 4,
+            "width": 100,
+            "activation": "relu",
+            "norm": "none",
+            "init": "pytorch_default",
+            **model,
+        },
+        "data": data,
+    }
 
 
 def test_plain_relu_profile_is_the_hand_computed_power_of_sigma_w2_over_2() -> None:
@@ -90,12 +101,16 @@ def test_report_says_which_runs_have_no_prediction_and_why(tiny_data: ReportData
     runs = tiny_data.runs.copy()
     first = tiny_data.run_ids[0]
     runs["spec"] = [
-        {**s, "model": {**s["model"], "norm": "group"}} if r == first else s for r, s in zip(runs["run_id"], runs["spec"])
+        {**s, "model": {**s["model"], "norm": "group"}} if r == first else s
+        for r, s in zip(runs["run_id"], runs["spec"])
     ]
     data = dataclasses.replace(tiny_data, runs=runs)
     profile = build_panels(data)[0]
     assert sum(t.line.dash == "dash" for t in profile.figure.data) == 1
-    assert f"No prediction for {data.labels[first]}: no mean-field theory here for 'group' normalization." in profile.caption
+    assert (
+        f"No prediction for {data.labels[first]}: no mean-field theory here for 'group' normalization."
+        in profile.caption
+    )
 
 
 def test_an_empty_mapping_draws_no_predictions_and_the_page_names_the_theory_traces(tiny_data: ReportData) -> None:

@@ -13,9 +13,10 @@ try:  # the package may not be installed in the test environment: use the source
 except ImportError:  # pragma: no cover - depends on how the environment was set up
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from gradientflow.records import RunInfo  # noqa: E402
-from gradientflow.store import Store  # noqa: E402
-from store_helpers import make_info  # noqa: E402
+from store_helpers import make_info
+
+from gradientflow.records import RunInfo
+from gradientflow.store import Store
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from store_helpers import layer_frame, make_info
+
 from gradientflow.records import MetricPoint, RunOutcome
 from gradientflow.store import Store
-from store_helpers import layer_frame, make_info
 
 WORKERS = 4
 BATCHES = 50
@@ -43,8 +44,7 @@ def test_four_processes_write_one_new_file_at_once(tmp_path: Path) -> None:
     start = context.Barrier(WORKERS)
     errors = context.Queue()
     workers = [
-        context.Process(target=write_one_run, args=(str(path), worker, start, errors))
-        for worker in range(WORKERS)
+        context.Process(target=write_one_run, args=(str(path), worker, start, errors)) for worker in range(WORKERS)
     ]
     for process in workers:
         process.start()

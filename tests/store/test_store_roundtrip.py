@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_helpers import layer_frame, make_info
 
 from gradientflow.errors import StoreError
 from gradientflow.records import (
@@ -22,12 +23,9 @@ from gradientflow.records import (
     RunOutcome,
 )
 from gradientflow.store import Store
-from store_helpers import layer_frame, make_info
 
 
-def test_layer_stats_round_trip_with_nan_and_the_extra_percentile(
-    store: Store, begun: Callable[..., RunInfo]
-) -> None:
+def test_layer_stats_round_trip_with_nan_and_the_extra_percentile(store: Store, begun: Callable[..., RunInfo]) -> None:
     run = begun("abc")
     written = pd.concat([layer_frame(0), layer_frame(10)], ignore_index=True)
     written.loc[1, "grad_rms"] = np.inf
@@ -41,11 +39,9 @@ def test_layer_stats_round_trip_with_nan_and_the_extra_percentile(
     assert read.loc[1, "grad_rms"] == np.inf
     assert read["step"].dtype == np.int64
     expected = written.astype({"order": "Int64"})
-    pd.testing.assert_frame_equal(
-        read.drop(columns=["run_id"]), expected, check_dtype=False, check_exact=True
-    )
+    pd.testing.assert_frame_equal(read.drop(columns=["run_id"]), expected, check_dtype=False, check_exact=True)
 
-    rows = store._connection().execute('SELECT bn_input_mean, extra FROM layer_stats').fetchall()
+    rows = store._connection().execute("SELECT bn_input_mean, extra FROM layer_stats").fetchall()
     assert rows[0][0] is None and '"pre_p2.5"' in rows[0][1]  # NaN stored as NULL; extras as JSON
     assert rows[2][1] is None
 
@@ -88,7 +84,10 @@ def test_rows_without_optional_identity_columns(store: Store, begun: Callable[..
     ("frame", "message"),
     [
         (pd.DataFrame({"step": [0], "layer": ["a"]}), "lacks column.*kind"),
-        (pd.DataFrame({"step": [0], "layer": ["a"], "kind": ["tap"], "pre_mean": ["high"]}), "'pre_mean' must be numeric"),
+        (
+            pd.DataFrame({"step": [0], "layer": ["a"], "kind": ["tap"], "pre_mean": ["high"]}),
+            "'pre_mean' must be numeric",
+        ),
         (pd.DataFrame({"step": [0.5], "layer": ["a"], "kind": ["tap"]}), "'step' must hold whole numbers"),
         (pd.DataFrame({"step": [None], "layer": ["a"], "kind": ["tap"]}), "'step' has missing values"),
         (pd.DataFrame({"run_id": ["other"], "step": [0], "layer": ["a"], "kind": ["tap"]}), "rows of other runs"),

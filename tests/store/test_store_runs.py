@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
+from store_helpers import VERSIONS, layer_frame, make_info
 
 from gradientflow.errors import StoreError
 from gradientflow.records import MetricPoint, RunInfo, RunOutcome
 from gradientflow.store import Store
-from store_helpers import VERSIONS, layer_frame, make_info
 
 
 def row_counts(store: Store, run_id: str) -> dict[str, int]:
@@ -42,12 +42,14 @@ def test_begin_run_stores_metadata_in_utc(store: Store) -> None:
     assert run["status"] == "running" and run["steps_done"] == 0
     assert run["spec"] == info.spec and run["seed"] == 7 and run["name"] == "run abc123"
     assert (run["python_version"], run["torch_version"], run["gradientflow_version"]) == (
-        VERSIONS["python"], VERSIONS["torch"], VERSIONS["gradientflow"],
+        VERSIONS["python"],
+        VERSIONS["torch"],
+        VERSIONS["gradientflow"],
     )
     assert run["group_id"] == "group7" and run["finished_at"] is None
     started = datetime.fromisoformat(run["started_at"])
-    assert started.tzinfo == timezone.utc
-    assert abs((datetime.now(timezone.utc) - started).total_seconds()) < 60
+    assert started.tzinfo == UTC
+    assert abs((datetime.now(UTC) - started).total_seconds()) < 60
     spec_json = store._connection().execute("SELECT spec_json FROM runs").fetchone()[0]
     assert spec_json == '{"model":{"depth":4,"norm":"none","width":16},"train":{"lr":0.1}}'
 

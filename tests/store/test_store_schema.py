@@ -7,12 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from store_helpers import layer_frame, make_info
 
 from gradientflow.errors import StoreError
 from gradientflow.records import HISTOGRAM_COLUMNS, LAYER_ID_COLUMNS, LAYER_STAT_COLUMNS
-from gradientflow.store import MIGRATIONS, Store
-from gradientflow.store import schema
-from store_helpers import layer_frame, make_info
+from gradientflow.store import MIGRATIONS, Store, schema
 
 
 def applied_migrations(path: Path) -> list[tuple[str, str]]:

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_helpers import make_info
 
 from gradientflow.store import Store, flatten_spec, spec_differences
-from store_helpers import make_info
 
 
 def test_flatten_spec_uses_dotted_keys_and_keeps_lists_whole() -> None:

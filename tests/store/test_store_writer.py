@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from store_helpers import layer_frame
 
 from gradientflow.errors import StoreError
 from gradientflow.records import MetricPoint, RunInfo
 from gradientflow.store import Store
-from store_helpers import layer_frame
 
 
 def committed_layer_rows(path: Path) -> int:
@@ -50,24 +50,20 @@ def test_added_frames_are_copied(store: Store, begun: Callable[..., RunInfo]) ->
     assert (store.layer_stats_frame()["grad_rms"] != -1.0).all()
 
 
-def test_leaving_by_an_exception_still_commits_the_buffered_rows(
-    store: Store, begun: Callable[..., RunInfo]
-) -> None:
+def test_leaving_by_an_exception_still_commits_the_buffered_rows(store: Store, begun: Callable[..., RunInfo]) -> None:
     begun("abc")
-    with pytest.raises(FloatingPointError, match="loss is nan"):
-        with store.writer("abc") as writer:
-            writer.add_layer_stats(layer_frame(0))
-            raise FloatingPointError("loss is nan")
+    with pytest.raises(FloatingPointError, match="loss is nan"), store.writer("abc") as writer:
+        writer.add_layer_stats(layer_frame(0))
+        raise FloatingPointError("loss is nan")
     assert len(store.layer_stats_frame()) == 3  # the rows that explain the crash are kept
 
 
 def test_a_failing_flush_does_not_hide_the_original_error(store: Store, begun: Callable[..., RunInfo]) -> None:
     begun("abc")
-    with pytest.raises(KeyError) as caught:
-        with store.writer("abc") as writer:
-            writer.add_metrics([MetricPoint(0, "loss", 1.0)])
-            store.close()  # the flush on exit will fail
-            raise KeyError("original")
+    with pytest.raises(KeyError) as caught, store.writer("abc") as writer:
+        writer.add_metrics([MetricPoint(0, "loss", 1.0)])
+        store.close()  # the flush on exit will fail
+        raise KeyError("original")
     assert any("flushing the buffered rows of run 'abc' also failed" in note for note in caught.value.__notes__)
 
 

@@ -42,7 +42,19 @@ def row(run_id: str, step: int, order: int, kind: str, layer: str, **values: flo
 
 def stats(rows: list[dict[str, Any]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
-    for column in ("grad_rms", "saturated_frac", "pre_mean", "pre_std", "pre_min", "pre_max", "pre_p15", "pre_p50", "pre_p85", "bn_gamma_norm", "weight_grad_norm"):
+    for column in (
+        "grad_rms",
+        "saturated_frac",
+        "pre_mean",
+        "pre_std",
+        "pre_min",
+        "pre_max",
+        "pre_p15",
+        "pre_p50",
+        "pre_p85",
+        "bn_gamma_norm",
+        "weight_grad_norm",
+    ):
         if column not in frame.columns:
             frame[column] = math.nan
     return frame

@@ -24,7 +24,8 @@ def test_verdict_from() -> None:
 
 def _vanishing(ratio5: float, ratio10: float):  # type: ignore[no-untyped-def]
     frame = runs(
-        {"run_id": "s5", "model.depth": 5}, {"run_id": "s10", "model.depth": 10},
+        {"run_id": "s5", "model.depth": 5},
+        {"run_id": "s10", "model.depth": 10},
         {"run_id": "t5", "model.depth": 5, "model.activation": "tanh"},
         {"run_id": "t10", "model.depth": 10, "model.activation": "tanh"},
     )
@@ -139,13 +140,22 @@ def test_learning_rate() -> None:
 
 
 @pytest.mark.parametrize(
-    "ratios, verdict", [((2.0, 4.0, 16.0), "supported"), ((0.5, 0.25, 0.1), "not supported"), ((2.0, 1.5, 3.0), "mixed")]
+    "ratios, verdict",
+    [((2.0, 4.0, 16.0), "supported"), ((0.5, 0.25, 0.1), "not supported"), ((2.0, 1.5, 3.0), "mixed")],
 )
 def test_bn_relu_explosion(ratios: tuple[float, ...], verdict: str) -> None:
     specs, rows = [], []
     for depth, ratio in zip((5, 10, 20), ratios):
         run_id = f"d{depth}"
-        specs.append({"run_id": run_id, "model.depth": depth, "model.activation": "relu", "model.norm": "batch", "data.batch_size": 32})
+        specs.append(
+            {
+                "run_id": run_id,
+                "model.depth": depth,
+                "model.activation": "relu",
+                "model.norm": "batch",
+                "data.batch_size": 32,
+            }
+        )
         rows += gradient_profile(run_id, [ratio, 1.0])
     finding = claims.check_bn_relu_explosion(runs(*specs), stats(rows))
     assert finding.verdict == verdict
@@ -156,7 +166,15 @@ def test_bn_relu_explosion(ratios: tuple[float, ...], verdict: str) -> None:
 def test_bn_relu_growth_fit_recovers_a_known_rate() -> None:
     specs, rows = [], []
     for depth in (5, 10, 20):
-        specs.append({"run_id": f"d{depth}", "model.depth": depth, "model.activation": "relu", "model.norm": "batch", "data.batch_size": 32})
+        specs.append(
+            {
+                "run_id": f"d{depth}",
+                "model.depth": depth,
+                "model.activation": "relu",
+                "model.norm": "batch",
+                "data.batch_size": 32,
+            }
+        )
         rows += gradient_profile(f"d{depth}", [1.3 ** ((depth - 1) / 2), 1.0])
     finding = claims.check_bn_relu_explosion(runs(*specs), stats(rows))
     assert finding.measurements["per-layer growth of grad_rms^2, fitted"] == pytest.approx(1.3)
@@ -172,16 +190,32 @@ def _weight_scale(pre_shift: float, weight_power: float, profile_power: float = 
         specs.append({"run_id": run_id, "model.norm": "batch", "model.weight_scale": scale})
         shift = pre_shift * math.log10(scale)
         for order, grad in ((2, 0.5 * scale**profile_power), (4, 1.0)):
-            rows.append(act(run_id, 0, order, pre_mean=shift, pre_std=1.0, pre_p15=-1 + shift, pre_p50=shift, pre_p85=1 + shift, grad_rms=grad * 3.0 * scale))
+            rows.append(
+                act(
+                    run_id,
+                    0,
+                    order,
+                    pre_mean=shift,
+                    pre_std=1.0,
+                    pre_p15=-1 + shift,
+                    pre_p50=shift,
+                    pre_p85=1 + shift,
+                    grad_rms=grad * 3.0 * scale,
+                )
+            )
         for order, layer in ((1, "fc1"), (3, "fc2"), (5, "out")):
-            rows.append(row(run_id, 0, order, "weight", layer, weight_grad_norm=2.0 * 3.0 * scale * scale**weight_power))
+            rows.append(
+                row(run_id, 0, order, "weight", layer, weight_grad_norm=2.0 * 3.0 * scale * scale**weight_power)
+            )
     return claims.check_weight_scale_invariance(runs(*specs), stats(rows))
 
 
 def test_weight_scale_invariance() -> None:
     supported = _weight_scale(0.0, -1.0)  # stats identical, dL/dW ~ 1/a once the incoming gradient is divided out
     assert supported.verdict == "supported"
-    assert supported.measurements["raw grad_rms, max rel. deviation, a=10 (output layer scaled too)"] == pytest.approx(9.0)
+    assert supported.measurements["raw grad_rms, max rel. deviation, a=10 (output layer scaled too)"] == pytest.approx(
+        9.0
+    )
     assert _weight_scale(1.0, 0.0, profile_power=1.0).verdict == "not supported"
     assert _weight_scale(0.0, 0.0).verdict == "mixed"
 
@@ -189,7 +223,9 @@ def test_weight_scale_invariance() -> None:
 # claim 8 ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ratio, saturated, verdict", [(1e-3, 0.5, "supported"), (0.5, 0.0, "not supported"), (1e-3, 0.0, "mixed")])
+@pytest.mark.parametrize(
+    "ratio, saturated, verdict", [(1e-3, 0.5, "supported"), (0.5, 0.0, "not supported"), (1e-3, 0.0, "mixed")]
+)
 def test_tanh(ratio: float, saturated: float, verdict: str) -> None:
     frame = runs(
         {"run_id": "t10", "model.activation": "tanh", "model.depth": 10},
@@ -204,7 +240,19 @@ def test_tanh(ratio: float, saturated: float, verdict: str) -> None:
 
 def _backward(mean_out: float, std_out: float, autograd_error: float = 1e-15):  # type: ignore[no-untyped-def]
     gradients = pd.DataFrame(
-        [{"layer": "bn1", "step": 0, "mean_in": 0.05, "mean_out": mean_out, "x_hat_in": 0.1, "x_hat_out": 1e-5, "std_in": 1e-4, "std_out": std_out, "decomposition_error": 1e-7}]
+        [
+            {
+                "layer": "bn1",
+                "step": 0,
+                "mean_in": 0.05,
+                "mean_out": mean_out,
+                "x_hat_in": 0.1,
+                "x_hat_out": 1e-5,
+                "std_in": 1e-4,
+                "std_out": std_out,
+                "decomposition_error": 1e-7,
+            }
+        ]
     )
     return claims.check_bn_backward(gradients, autograd_error)
 

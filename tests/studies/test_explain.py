@@ -39,7 +39,9 @@ def test_cli_writes_the_page_and_the_verdict_table(tiny_run: tuple[Path, subproc
 
 def test_rerun_reuses_every_stored_run(tiny_run: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     output, _ = tiny_run
-    again = subprocess.run([*ENTRY, "explain", "--tiny", "-o", str(output)], capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*ENTRY, "explain", "--tiny", "-o", str(output)], capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     total = len({r.run_id for e in study("tiny") for r in expand(e.spec)})
     assert f"{total} runs ({total} reused" in again.stdout
@@ -50,7 +52,9 @@ def _plain_run_ids() -> list[str]:
     return [r.run_id for r in expand(vanishing.spec) if r.spec.model.norm == "none"]
 
 
-def test_verdict_follows_the_stored_numbers(tiny_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+def test_verdict_follows_the_stored_numbers(
+    tiny_run: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
     output, _ = tiny_run
     copy = tmp_path / "copy.db"
     shutil.copy(output / "explain.db", copy)

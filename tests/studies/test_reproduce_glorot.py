@@ -24,7 +24,13 @@ def test_checkpoints_start_at_init_end_at_the_last_step_and_include_the_early_st
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_jacobian_singular_values_match_autograd_and_svd(activation: str) -> None:
-    spec = from_dict({"name": "j", "model": {"depth": 3, "width": 40, "activation": activation, "init": "glorot_uniform"}, "data": {"name": "mnist5k"}})
+    spec = from_dict(
+        {
+            "name": "j",
+            "model": {"depth": 3, "width": 40, "activation": activation, "init": "glorot_uniform"},
+            "data": {"name": "mnist5k"},
+        }
+    )
     ours = jacobian_singular_values(spec, examples=2)
     data = load_dataset("mnist5k")
     model = build(spec.model, data.input_shape, data.num_classes, spec.train.seed)
@@ -38,7 +44,7 @@ def test_jacobian_singular_values_match_autograd_and_svd(activation: str) -> Non
                 below = data.test_x[example : example + 1].flatten(1)
                 for k in range(1, layer):
                     below = phi(getattr(model, f"fc{k}")(below))
-            jacobian = torch.autograd.functional.jacobian(lambda z: phi(linear(z)), below[0])
+            jacobian = torch.autograd.functional.jacobian(lambda z, linear=linear: phi(linear(z)), below[0])
             values.append(torch.linalg.svdvals(jacobian.double()).mean().item())
         expected.append(sum(values) / 2)
     assert ours == pytest.approx(expected, rel=1e-4)
@@ -47,7 +53,9 @@ def test_jacobian_singular_values_match_autograd_and_svd(activation: str) -> Non
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> ReproductionResult:
     output = tmp_path_factory.mktemp("glorot")
-    return reproduce(ReproductionContext(name="glorot2010-fig2", output=output, db=output / "runs.db", quick=True, workers=1))
+    return reproduce(
+        ReproductionContext(name="glorot2010-fig2", output=output, db=output / "runs.db", quick=True, workers=1)
+    )
 
 
 @pytest.mark.slow

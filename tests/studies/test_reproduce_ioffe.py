@@ -29,7 +29,11 @@ def tiny_spec(steps: int = 12, norms: tuple[str, ...] = ("none", "batch")):
         {
             "name": "tiny-ioffe",
             "model": {"depth": 3, "width": 8, "activation": "sigmoid", "init": "small_gaussian", "init_std": 0.5},
-            "data": {"name": "synthetic_blobs", "batch_size": 16, "options": {"n_train": 200, "n_test": 64, "n_features": 12}},
+            "data": {
+                "name": "synthetic_blobs",
+                "batch_size": 16,
+                "options": {"n_train": 200, "n_test": 64, "n_features": 12},
+            },
             "optim": {"name": "sgd", "lr": 0.5},
             "train": {"steps": steps, "eval_every": 4, "eval_batch_size": 64},
             "probe": {"every": 2},
@@ -63,7 +67,10 @@ def test_observer_percentiles_match_numpy_on_the_unit_input_and_skip_evaluation(
     assert steps == [0, 2, 4]
     for step in steps:
         expected = np.percentile(training_inputs[step][:, 2].numpy().astype(np.float64), ioffe.PERCENTILES)
-        got = [next(p.value for p in points if p.step == step and p.name == ioffe.unit_metric(q)) for q in ioffe.PERCENTILES]
+        got = [
+            next(p.value for p in points if p.step == step and p.name == ioffe.unit_metric(q))
+            for q in ioffe.PERCENTILES
+        ]
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
 
@@ -108,7 +115,9 @@ def _measured(early: tuple[float, float], drift: tuple[float, float], steps: int
     accuracy = {norm: pd.Series(value, index=index) for norm, value in zip(("none", "batch"), early)}
     frames = {norm: frame(amount) for norm, amount in zip(("none", "batch"), drift)}
     setting = ioffe.Setting(0.5, 0.01, steps)
-    return ioffe.Measured(setting, {"none": "a", "batch": "b"}, {"none": "finished", "batch": "finished"}, accuracy, frames, frames)
+    return ioffe.Measured(
+        setting, {"none": "a", "batch": "b"}, {"none": "finished", "batch": "finished"}, accuracy, frames, frames
+    )
 
 
 def test_compare_decides_from_the_numbers() -> None:
@@ -129,7 +138,10 @@ def test_observed_run_stores_the_ordinary_run_plus_unit_metrics(tmp_path: Path) 
     execute_run(run, tmp_path / "plain.db")
     observer = lambda model, emit: ioffe.observe_unit(model, emit, every=3)  # noqa: E731 (in-process only)
     execute_run(run, tmp_path / "observed.db", observe=observer)
-    with Store(tmp_path / "plain.db", readonly=True) as plain, Store(tmp_path / "observed.db", readonly=True) as observed:
+    with (
+        Store(tmp_path / "plain.db", readonly=True) as plain,
+        Store(tmp_path / "observed.db", readonly=True) as observed,
+    ):
         plain_metrics, observed_metrics = plain.metrics_frame(), observed.metrics_frame()
         pd.testing.assert_frame_equal(plain.layer_stats_frame(), observed.layer_stats_frame())
         assert observed.run(run.run_id)["status"] == "finished"
@@ -148,7 +160,10 @@ def test_run_observed_skips_stored_runs_and_measure_refuses_runs_without_the_obs
     assert run_observed(runs, context, observer) == {}
     execute_run(runs[0], tmp_path / "other.db")
     execute_run(runs[1], tmp_path / "other.db")
-    with Store(tmp_path / "other.db", readonly=True) as store, pytest.raises(GradientflowError, match="without this reproduction's observer.*fresh --db"):
+    with (
+        Store(tmp_path / "other.db", readonly=True) as store,
+        pytest.raises(GradientflowError, match="without this reproduction's observer.*fresh --db"),
+    ):
         ioffe._measure(ioffe.Setting(0.5, 0.5, 4), runs, store)
 
 
@@ -158,7 +173,9 @@ def test_run_observed_skips_stored_runs_and_measure_refuses_runs_without_the_obs
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("ioffe-quick")
-    result = CliRunner().invoke(app, ["reproduce", "ioffe2015-fig1", "--quick", "-o", str(output), "-w", "1"], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, ["reproduce", "ioffe2015-fig1", "--quick", "-o", str(output), "-w", "1"], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 0, result.output
     return output
 

@@ -12,7 +12,13 @@ import pytest
 from gradientflow.store import Store
 from gradientflow.studies.reproductions import ReproductionContext, ReproductionResult
 from gradientflow.studies.reproductions.page import write_page
-from gradientflow.studies.reproductions.yang2019 import fit_growth, measure_rates, reproduce, stored_profiles, study_specs
+from gradientflow.studies.reproductions.yang2019 import (
+    fit_growth,
+    measure_rates,
+    reproduce,
+    stored_profiles,
+    study_specs,
+)
 from gradientflow.theory import bn_gradient_growth
 
 
@@ -36,12 +42,16 @@ def test_fit_refuses_a_net_too_shallow_for_the_trim() -> None:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReproductionResult, Path]:
     output = tmp_path_factory.mktemp("yang")
-    context = ReproductionContext(name="yang2019-explosion", output=output, db=output / "runs.db", quick=True, workers=1)
+    context = ReproductionContext(
+        name="yang2019-explosion", output=output, db=output / "runs.db", quick=True, workers=1
+    )
     return reproduce(context), output
 
 
 @pytest.mark.slow
-def test_quick_bn_relu_rates_are_within_10_percent_of_lambda_at_b_8_and_32(quick: tuple[ReproductionResult, Path]) -> None:
+def test_quick_bn_relu_rates_are_within_10_percent_of_lambda_at_b_8_and_32(
+    quick: tuple[ReproductionResult, Path],
+) -> None:
     result, output = quick
     with Store(output / "runs.db", readonly=True) as store:
         fits = measure_rates(stored_profiles(store, study_specs(quick=True)))

@@ -50,7 +50,9 @@ def test_decomposition_reassembles_the_backward_pass(seed: int, batch: int, feat
     # grad_x can cancel to ~0 (batch 2 with eps = 0 removes everything): compare at grad_y's scale.
     scale = np.abs(parts.scale).max() * np.abs(grad_y).max()
     np.testing.assert_allclose(parts.grad_x, grad_x, rtol=1e-9, atol=1e-11 * scale)
-    np.testing.assert_allclose(parts.batch_mean + parts.along_x_hat + parts.residual, grad_y, atol=1e-12 * np.abs(grad_y).max())
+    np.testing.assert_allclose(
+        parts.batch_mean + parts.along_x_hat + parts.residual, grad_y, atol=1e-12 * np.abs(grad_y).max()
+    )
     # What BN's backward pass keeps has no batch mean, and (eps = 0) nothing along x_hat.
     np.testing.assert_allclose(parts.residual.mean(axis=0), 0.0, atol=1e-12 * np.abs(grad_y).max())
     if eps == 0.0 and np.all(cache.variance > 1e-6):

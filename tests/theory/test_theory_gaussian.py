@@ -20,9 +20,7 @@ def reference(function, q: float) -> float:
         return float(function(np.array([x]))[0]) * np.exp(-0.5 * x * x / q) / np.sqrt(2 * np.pi * q)
 
     edges = sorted({-40 * s, -min(40.0, 40 * s), 0.0, min(40.0, 40 * s), 40 * s})
-    return sum(
-        integrate.quad(density, a, b, epsabs=0, epsrel=1e-12, limit=400)[0] for a, b in zip(edges, edges[1:])
-    )
+    return sum(integrate.quad(density, a, b, epsabs=0, epsrel=1e-12, limit=400)[0] for a, b in zip(edges, edges[1:]))
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))

@@ -115,6 +115,7 @@ def test_profiles_match_wide_torch_networks(activation: str, sigma_w2: float, si
 
     def gaussian(*shape: int, variance: float):
         return torch.from_numpy(rng.standard_normal(shape) * np.sqrt(variance))
+
     phi = {"tanh": torch.tanh, "relu": torch.relu}[activation]
     mean_square_pre = np.zeros(depth)
     mean_square_grad = np.zeros(depth)

@@ -127,7 +127,16 @@ def _g(value: float) -> str:
     return "nan" if not math.isfinite(value) else f"{value:.3g}"
 
 
-def _finding(claim_id: int, claim: str, experiment: str, rule: str, measurements: Mapping[str, float], verdict: Verdict, summary: str, runs: pd.DataFrame) -> Finding:
+def _finding(
+    claim_id: int,
+    claim: str,
+    experiment: str,
+    rule: str,
+    measurements: Mapping[str, float],
+    verdict: Verdict,
+    summary: str,
+    runs: pd.DataFrame,
+) -> Finding:
     clean = {key: float(value) for key, value in measurements.items()}
     return Finding(claim_id, claim, experiment, rule, clean, verdict, summary, tuple(runs["run_id"]))
 
@@ -184,7 +193,9 @@ def check_vanishing(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Finding:
         "decreases with depth; all conditions -> supported, none -> not supported, else mixed"
     )
     claim = "Without BN, sigmoid and tanh networks have vanishing gradients, more so the deeper they are."
-    return _finding(1, claim, "plain MLPs, width 100, PyTorch default init, SGD lr 0.1", rule, measurements, verdict, summary, plain)
+    return _finding(
+        1, claim, "plain MLPs, width 100, PyTorch default init, SGD lr 0.1", rule, measurements, verdict, summary, plain
+    )
 
 
 def check_bn_standardizes(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Finding:
@@ -233,7 +244,16 @@ def check_bn_standardizes(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Find
         "all -> supported, none -> not supported, else mixed"
     )
     claim = "BN standardizes each unit's pre-activation over the batch (mean ~ beta, std ~ gamma); it does not squash into [0, 1] or [-1, 1]."
-    return _finding(2, claim, "every BN run of the study (activation inputs = BN outputs)", rule, m, verdict_from(conditions), summary, bn)
+    return _finding(
+        2,
+        claim,
+        "every BN run of the study (activation inputs = BN outputs)",
+        rule,
+        m,
+        verdict_from(conditions),
+        summary,
+        bn,
+    )
 
 
 def _saturation(layer_stats: pd.DataFrame, run_id: str) -> float:
@@ -268,13 +288,24 @@ def check_saturation(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Finding:
             conditions.append(bn < plain)
     verdict = verdict_from(conditions) if conditions else "mixed"
     tested = f"{len(conditions)} of {len(parts)} pairs saturate without BN (>= {SATURATION_FLOOR:.0%})"
-    summary = f"Saturated fraction without -> with BN (mean over layers and recorded steps): {'; '.join(parts)}; {tested}."
+    summary = (
+        f"Saturated fraction without -> with BN (mean over layers and recorded steps): {'; '.join(parts)}; {tested}."
+    )
     rule = (
         f"among pairs whose plain net saturates >= {SATURATION_FLOOR:.0%}, BN's fraction is lower: in all -> supported, "
         "in none -> not supported, some -> mixed; no saturating pair -> mixed (nothing to test)"
     )
     claim = "BN reduces the fraction of saturated units."
-    return _finding(3, claim, "sigmoid/tanh MLPs with and without BN, PyTorch default and N(0,1) init", rule, m, verdict, summary, runs)
+    return _finding(
+        3,
+        claim,
+        "sigmoid/tanh MLPs with and without BN, PyTorch default and N(0,1) init",
+        rule,
+        m,
+        verdict,
+        summary,
+        runs,
+    )
 
 
 def _drift(stats: pd.DataFrame) -> tuple[float, dict[str, float]]:
@@ -319,7 +350,9 @@ def check_percentile_drift(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Fin
         f"plain > {DRIFT_FACTOR:g} x BN -> supported; plain <= BN -> not supported; else mixed"
     )
     claim = "BN keeps units out of the saturated regime during training: their input distribution stays put (Ioffe & Szegedy 2015, Fig. 1)."
-    return _finding(4, claim, "3 x 100 sigmoid MLP, small Gaussian init, with and without BN", rule, m, verdict, summary, runs)
+    return _finding(
+        4, claim, "3 x 100 sigmoid MLP, small Gaussian init, with and without BN", rule, m, verdict, summary, runs
+    )
 
 
 def _final_accuracy(metrics: pd.DataFrame, run_id: str) -> float:
@@ -345,6 +378,7 @@ def check_learning_rate(runs: pd.DataFrame, metrics: pd.DataFrame) -> Finding:
         m[f"largest lr that trains, {label}"] = largest[norm]
     plain, bn = largest["none"], largest["batch"]
     verdict: Verdict = "supported" if bn > plain else ("mixed" if bn == plain else "not supported")
+
     def shown(lr: float) -> str:
         return f"{lr:g}" if lr > 0 else "none of the swept rates"
 
@@ -368,7 +402,9 @@ def check_bn_relu_explosion(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Fi
     theory = bn_gradient_growth(activation, batch)
     m["per-layer growth of grad_rms^2, fitted"] = measured
     m[f"per-layer growth of grad_rms^2, theory (Yang et al. 2019, B={batch})"] = theory
-    m["relative disagreement fitted vs theory"] = abs(measured - theory) / theory if math.isfinite(measured) else math.nan
+    m["relative disagreement fitted vs theory"] = (
+        abs(measured - theory) / theory if math.isfinite(measured) else math.nan
+    )
     values = list(ratios.values())
     conditions = [bool(values) and all(r > 1 for r in values), _increasing(values)]
     shown = ", ".join(f"depth {d}: {_g(r)}" for d, r in ratios.items())
@@ -378,7 +414,16 @@ def check_bn_relu_explosion(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Fi
     )
     rule = "ratio > 1 at every depth, and increasing with depth: both -> supported, one -> mixed, neither -> not supported (theory is shown, not judged)"
     claim = "BN does not make vanishing or exploding gradients impossible."
-    return _finding(6, claim, f"plain BN-ReLU MLPs, width 256, batch {batch}, at initialization", rule, m, verdict_from(conditions), summary, runs)
+    return _finding(
+        6,
+        claim,
+        f"plain BN-ReLU MLPs, width 256, batch {batch}, at initialization",
+        rule,
+        m,
+        verdict_from(conditions),
+        summary,
+        runs,
+    )
 
 
 _PRE_COLUMNS = ("pre_mean", "pre_std", "pre_p15", "pre_p50", "pre_p85")
@@ -399,7 +444,16 @@ def check_weight_scale_invariance(runs: pd.DataFrame, layer_stats: pd.DataFrame)
     m: dict[str, float] = {}
     conditions: list[bool] = []
     if 1.0 not in scales:
-        return _finding(7, "BN is invariant to weight scale", "weight-scale runs", "needs a run with scale 1", {}, "mixed", "No reference run with weight scale 1.", runs)
+        return _finding(
+            7,
+            "BN is invariant to weight scale",
+            "weight-scale runs",
+            "needs a run with scale 1",
+            {},
+            "mixed",
+            "No reference run with weight scale 1.",
+            runs,
+        )
     profiles = {}
     for scale in scales:
         run_id = _select(runs, model__weight_scale=scale)["run_id"].iloc[0]
@@ -418,12 +472,17 @@ def check_weight_scale_invariance(runs: pd.DataFrame, layer_stats: pd.DataFrame)
         m[f"grad_rms profile (layer / last layer), max rel. deviation, a={scale:g}"] = grad
         m[f"a x weight grad norm (Linear into BN, / last grad_rms), max rel. deviation, a={scale:g}"] = weight
         m[f"raw grad_rms, max rel. deviation, a={scale:g} (output layer scaled too)"] = raw
-        conditions += [pre < INVARIANCE_TOLERANCE, grad < GRADIENT_INVARIANCE_TOLERANCE, weight < GRADIENT_INVARIANCE_TOLERANCE]
+        conditions += [
+            pre < INVARIANCE_TOLERANCE,
+            grad < GRADIENT_INVARIANCE_TOLERANCE,
+            weight < GRADIENT_INVARIANCE_TOLERANCE,
+        ]
     shown = "; ".join(
         f"a={s:g}: stats {_g(m[f'pre-activation stats, max deviation in stds, a={s:g}'])}, gradient profile "
         f"{_g(m[f'grad_rms profile (layer / last layer), max rel. deviation, a={s:g}'])}, a x dL/dW "
         f"{_g(m[f'a x weight grad norm (Linear into BN, / last grad_rms), max rel. deviation, a={s:g}'])}"
-        for s in scales if s != 1.0
+        for s in scales
+        if s != 1.0
     )
     summary = f"Deviations from weight scale 1 at init: {shown}."
     rule = (
@@ -432,7 +491,9 @@ def check_weight_scale_invariance(runs: pd.DataFrame, layer_stats: pd.DataFrame)
         "all -> supported, none -> not supported, else mixed"
     )
     claim = "BN makes a layer's output and its input gradient invariant to the weight scale a, and scales the weight gradient by 1/a (Ioffe & Szegedy 2015, sec. 3.3)."
-    return _finding(7, claim, "BN MLP with weights scaled by a, at initialization", rule, m, verdict_from(conditions), summary, runs)
+    return _finding(
+        7, claim, "BN MLP with weights scaled by a, at initialization", rule, m, verdict_from(conditions), summary, runs
+    )
 
 
 def check_tanh(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Finding:
@@ -451,7 +512,9 @@ def check_tanh(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Finding:
         m[f"saturated fraction, {activation}, N(0,1) init, no BN"] = saturated
         if activation == "tanh":
             conditions = [bool(deep) and all(r < VANISHING_RATIO for r in deep.values()), saturated >= TANH_SATURATED]
-    vanish = ", ".join(f"depth {k.split('depth ')[1].split(',')[0]}: {_g(v)}" for k, v in m.items() if k.startswith("grad ratio, tanh"))
+    vanish = ", ".join(
+        f"depth {k.split('depth ')[1].split(',')[0]}: {_g(v)}" for k, v in m.items() if k.startswith("grad ratio, tanh")
+    )
     summary = (
         f"tanh without BN: first/last grad ratio at init {vanish or 'not measured'}; with N(0,1) weights "
         f"{_g(m.get('saturated fraction, tanh, N(0,1) init, no BN', math.nan))} of its units are saturated "
@@ -462,7 +525,9 @@ def check_tanh(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> Finding:
         f">= {TANH_SATURATED:.0%} saturated units: both -> supported, one -> mixed, neither -> not supported"
     )
     claim = "Vanishing gradients and saturation are a problem for tanh too, not only sigmoid."
-    return _finding(8, claim, "plain tanh and sigmoid MLPs (claims 1 and 3)", rule, m, verdict_from(conditions), summary, runs)
+    return _finding(
+        8, claim, "plain tanh and sigmoid MLPs (claims 1 and 3)", rule, m, verdict_from(conditions), summary, runs
+    )
 
 
 def check_bn_backward(gradients: pd.DataFrame, autograd_error: float, runs: pd.DataFrame | None = None) -> Finding:
@@ -489,7 +554,9 @@ def check_bn_backward(gradients: pd.DataFrame, autograd_error: float, runs: pd.D
     mechanics = [
         m["numpy backward vs autograd, max rel. error (float64)"] < BACKWARD_TOLERANCE,
         m["decomposition vs hook gradient, max rel. error (float32)"] < DECOMPOSITION_TOLERANCE,
-        m["|batch mean| / rms of gradient leaving BN (dL/dx)"] < MEAN_REMOVED < m["|batch mean| / rms of gradient arriving at BN (dL/dy)"],
+        m["|batch mean| / rms of gradient leaving BN (dL/dx)"]
+        < MEAN_REMOVED
+        < m["|batch mean| / rms of gradient arriving at BN (dL/dy)"],
     ]
     standardized = abs(m["per-unit batch std of gradient, leaving"] - 1) < UNIT_STD_TOLERANCE
     verdict: Verdict = verdict_from([all(mechanics), standardized])
@@ -507,4 +574,13 @@ def check_bn_backward(gradients: pd.DataFrame, autograd_error: float, runs: pd.D
     )
     claim = "If you have m gradients in your batch, all of them will be normalized."
     empty = pd.DataFrame({"run_id": []}) if runs is None else runs
-    return _finding(9, claim, "BN's backward pass: numpy vs autograd on random data; hooks on a BN sigmoid MLP", rule, m, verdict, summary, empty)
+    return _finding(
+        9,
+        claim,
+        "BN's backward pass: numpy vs autograd on random data; hooks on a BN sigmoid MLP",
+        rule,
+        m,
+        verdict,
+        summary,
+        empty,
+    )

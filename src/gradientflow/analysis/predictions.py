@@ -23,9 +23,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..theory import bn_gradient_rms_profile, bn_gradient_growth, chi1, gradient_rms_profile
+from ..theory import bn_gradient_growth, bn_gradient_rms_profile, chi1, gradient_rms_profile
 
-__all__ = ["ProfilePrediction", "INPUT_MEAN_SQUARE", "INPUT_FEATURES", "layer_sigma_w2", "predict_profile", "predict_profiles"]
+__all__ = [
+    "ProfilePrediction",
+    "INPUT_MEAN_SQUARE",
+    "INPUT_FEATURES",
+    "layer_sigma_w2",
+    "predict_profile",
+    "predict_profiles",
+]
 
 #: (1/n_0) E||x||^2 of each data set's inputs: q_1 = sigma_w2 * this. MNIST-like sets are pixels in
 #: [0, 1]: mnist5k and digits measured on their training sets; full MNIST and Fashion-MNIST from
@@ -151,7 +158,9 @@ def predict_profile(spec: Mapping[str, Any]) -> ProfilePrediction:
         batch = int(_get(spec, "data.batch_size", 60))
         profile = bn_gradient_rms_profile(activation, batch, depth)
         rate = bn_gradient_growth(activation, batch)
-        theory = f"BN mean field (Yang et al. 2019): grad_rms^2 grows x{rate:.4g} per layer toward the input (B={batch})"
+        theory = (
+            f"BN mean field (Yang et al. 2019): grad_rms^2 grows x{rate:.4g} per layer toward the input (B={batch})"
+        )
         return ProfilePrediction(tuple(float(v) for v in profile), theory)
     weights = layer_sigma_w2(spec)
     input_square = INPUT_MEAN_SQUARE[str(_get(spec, "data.name", "mnist5k"))]

@@ -8,7 +8,7 @@ gradient shrinks on its way back to the input (vanishing); far above 1, it grows
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,11 @@ def run_summaries(store: Store, run_ids: Sequence[str] | None = None) -> tuple[p
         wanted = store.resolve_run_ids(run_ids)
         runs = runs[runs["run_id"].isin(wanted)]
     differing = spec_differences(runs) if len(runs) > 1 else []
-    metrics = store.metrics_frame(list(runs["run_id"])) if len(runs) else pd.DataFrame(columns=["run_id", "step", "name", "value"])
+    metrics = (
+        store.metrics_frame(list(runs["run_id"]))
+        if len(runs)
+        else pd.DataFrame(columns=["run_id", "step", "name", "value"])
+    )
     stats = store.layer_stats_frame(list(runs["run_id"]), columns=["grad_rms"]) if len(runs) else pd.DataFrame()
     records = []
     for run in runs.itertuples(index=False):

@@ -90,7 +90,7 @@ class Problem:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Problem":
+    def from_dict(cls, data: dict[str, Any]) -> Problem:
         """Return the problem `to_dict` described."""
         return cls(**{**data, "layers": tuple(data["layers"]), "evidence": dict(data["evidence"])})
 
@@ -121,7 +121,7 @@ class Diagnosis:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Diagnosis":
+    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
         """Return the diagnosis `to_dict` described (None back to NaN in the table)."""
         table = pd.DataFrame(data["layers"], columns=list(TABLE_COLUMNS)).fillna(value=np.nan)
         for column in ("grad_rms", "gain", "relative_grad", *_MEDIAN_COLUMNS[2:]):
@@ -135,8 +135,26 @@ class Diagnosis:
         )
 
 
-_MEDIAN_COLUMNS = ("grad_rms", "relative_grad", "saturated_frac", "dead_units_frac", "update_ratio", "pre_mean", "pre_std")
-TABLE_COLUMNS = ("layer", "role", "activation", "weights", "grad_rms", "gain", "relative_grad", *_MEDIAN_COLUMNS[2:], "verdict")
+_MEDIAN_COLUMNS = (
+    "grad_rms",
+    "relative_grad",
+    "saturated_frac",
+    "dead_units_frac",
+    "update_ratio",
+    "pre_mean",
+    "pre_std",
+)
+TABLE_COLUMNS = (
+    "layer",
+    "role",
+    "activation",
+    "weights",
+    "grad_rms",
+    "gain",
+    "relative_grad",
+    *_MEDIAN_COLUMNS[2:],
+    "verdict",
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -169,7 +187,15 @@ def _structure(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
             role = "layer"
         for weight in pending:
             owner[weight] = item.layer
-        rows.append({"layer": item.layer, "order": item.order, "role": role, "activation": item.activation, "weights": ", ".join(pending)})
+        rows.append(
+            {
+                "layer": item.layer,
+                "order": item.order,
+                "role": role,
+                "activation": item.activation,
+                "weights": ", ".join(pending),
+            }
+        )
         pending = []
     for weight in pending:  # after the last activation: the output layer(s), rows of their own
         owner[weight] = weight
@@ -235,7 +261,9 @@ def _onsets(table: pd.DataFrame, flags: pd.DataFrame, th: Thresholds) -> dict[st
     """Return problem -> first recorded step where it appears and mostly persists over `th.window` steps."""
     steps = sorted(table["step"].unique())
     per_step = flags.groupby(table["step"]).any()
-    needed = len(steps[: th.window]) // 2 + 1  # a majority of a full window: a flag on the last record alone is unconfirmed
+    needed = (
+        len(steps[: th.window]) // 2 + 1
+    )  # a majority of a full window: a flag on the last record alone is unconfirmed
     onsets: dict[str, int] = {}
     for problem in PROBLEMS:
         for i, step in enumerate(steps):
@@ -310,24 +338,38 @@ def _name(activation: Any) -> str:
     return str(activation) if isinstance(activation, str) else "the activation"
 
 
-def _gradient_cause(problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds) -> tuple[str, str, dict[str, float]]:
+def _gradient_cause(
+    problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds
+) -> tuple[str, str, dict[str, float]]:
     path = _path(summary, first)
     row = path.iloc[0]
     hops = max(len(path) - 1, 1)
     per_layer = float(row["relative_grad"]) ** (1.0 / hops)  # geometric mean backward gain over the path
-    evidence = {"relative_grad": float(row["relative_grad"]), "gain_per_layer": per_layer, "layers_crossed": float(hops)}
+    evidence = {
+        "relative_grad": float(row["relative_grad"]),
+        "gain_per_layer": per_layer,
+        "layers_crossed": float(hops),
+    }
     activation = _name(path["activation"].dropna().iloc[0] if path["activation"].notna().any() else None)
     saturated = _fraction_flagged(path, "saturated_frac", BOUNDED, th.saturated_fraction)
     dead = _fraction_flagged(path, "dead_units_frac", RELU_LIKE, th.dead_fraction - 1e-12)
     where = f"grad_rms at {first} is {row['relative_grad']:.2g} x that of the last layer, about {per_layer:.2f}x per layer over {hops} layer(s)"
     if saturated > 0.5:
         evidence["saturated_frac"] = float(path["saturated_frac"].median())
-        return f"saturated activations: {where}; most {activation} inputs sit in its flat tails", "saturated_activations", evidence
+        return (
+            f"saturated activations: {where}; most {activation} inputs sit in its flat tails",
+            "saturated_activations",
+            evidence,
+        )
     if dead > 0.5:
         return f"dead ReLUs: {where}; most units never fire, so no gradient passes them", "dead_relus", evidence
     if problem == "vanishing":
         slope = " (its derivative is at most 0.25)" if activation == "sigmoid" else ""
-        return f"weight scale too small for the depth: {where}; {activation}{slope} with these weights shrinks the gradient at every layer", "weight_scale_small", evidence
+        return (
+            f"weight scale too small for the depth: {where}; {activation}{slope} with these weights shrinks the gradient at every layer",
+            "weight_scale_small",
+            evidence,
+        )
     norms = frame[frame["kind"] == "norm"]["module_type"].astype(str)
     if norms.str.startswith("BatchNorm").any() and not (summary["role"] == "stream").any():
         return (
@@ -338,7 +380,9 @@ def _gradient_cause(problem: str, first: str, summary: pd.DataFrame, frame: pd.D
     return f"weight scale too large for the depth: {where}", "weight_scale_large", evidence
 
 
-def _cause(problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds, diverged_at: int | None) -> tuple[str, str, dict[str, float]]:
+def _cause(
+    problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds, diverged_at: int | None
+) -> tuple[str, str, dict[str, float]]:
     """Return (likely cause in one sentence, its code, the numbers behind it)."""
     if problem in _BACKWARD:
         return _gradient_cause(problem, first, summary, frame, th)
@@ -349,7 +393,11 @@ def _cause(problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame,
         text = f"weight scale too large: pre-activations at {first} have std {row['pre_std']:.2g}, so {row['saturated_frac']:.0%} of {activation}'s inputs sit in its flat tails"
         return text, "weight_scale_large", evidence
     if problem == "dead":
-        evidence = {"dead_units_frac": float(row["dead_units_frac"]), "pre_mean": float(row["pre_mean"]), "pre_std": float(row["pre_std"])}
+        evidence = {
+            "dead_units_frac": float(row["dead_units_frac"]),
+            "pre_mean": float(row["pre_mean"]),
+            "pre_std": float(row["pre_std"]),
+        }
         shift = " pushed below zero by a negative bias or shift" if row["pre_mean"] < -row["pre_std"] else ""
         text = f"dead ReLUs: {row['dead_units_frac']:.0%} of the units of {first} never fire on a batch (pre-activation mean {row['pre_mean']:.2g}, std {row['pre_std']:.2g}){shift}"
         return text, "dead_relus", evidence
@@ -365,7 +413,15 @@ def _cause(problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame,
 # ------------------------------------------------------------------------------------ entry point
 
 
-def _problem(problem: str, onset: int, table: pd.DataFrame, flags: pd.DataFrame, frame: pd.DataFrame, th: Thresholds, diverged_at: int | None) -> tuple[Problem, pd.DataFrame, list[int]]:
+def _problem(
+    problem: str,
+    onset: int,
+    table: pd.DataFrame,
+    flags: pd.DataFrame,
+    frame: pd.DataFrame,
+    th: Thresholds,
+    diverged_at: int | None,
+) -> tuple[Problem, pd.DataFrame, list[int]]:
     steps = _window(table, onset, th)
     summary = _summary(table, flags, steps)
     first, layers = _first_layer(summary, problem)
@@ -379,7 +435,9 @@ def _time_key(problem: str, onset: int) -> tuple[int, int, int]:
     return (onset, phase, PROBLEMS.index(problem))
 
 
-def diagnose_frame(frame: pd.DataFrame, thresholds: Thresholds = THRESHOLDS, diverged_at: int | None = None) -> Diagnosis:
+def diagnose_frame(
+    frame: pd.DataFrame, thresholds: Thresholds = THRESHOLDS, diverged_at: int | None = None
+) -> Diagnosis:
     """Return the `Diagnosis` of a probe frame (one row per step and layer, as `Probe.frame()` gives).
 
     `diverged_at` is the step whose loss became non-finite, if any (it makes the run unstable at
@@ -388,7 +446,7 @@ def diagnose_frame(frame: pd.DataFrame, thresholds: Thresholds = THRESHOLDS, div
     if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
         raise ModelError(
             "nothing to judge: no activation module ran and nothing was tapped; wrap functional activations "
-            "as `h = torch.relu(gradientflow.tap(z, \"block1.relu\", \"relu\"))`"
+            'as `h = torch.relu(gradientflow.tap(z, "block1.relu", "relu"))`'
         )
     table = layer_frame(frame)
     flags = _flags(table, thresholds)
@@ -400,7 +458,9 @@ def diagnose_frame(frame: pd.DataFrame, thresholds: Thresholds = THRESHOLDS, div
     found = [_problem(p, onsets[p], table, flags, frame, thresholds, diverged_at) for p in ordered]
     if found:
         root, summary, steps = found[0]
-        return Diagnosis(root.verdict, root, tuple(p for p, _, _ in found[1:]), _public(summary), (int(steps[0]), int(steps[-1])))
+        return Diagnosis(
+            root.verdict, root, tuple(p for p, _, _ in found[1:]), _public(summary), (int(steps[0]), int(steps[-1]))
+        )
     steps = sorted(int(s) for s in table["step"].unique())
     summary = _summary(table, flags, steps)
     return Diagnosis("healthy", None, (), _public(summary), (int(steps[0]), int(steps[-1])))

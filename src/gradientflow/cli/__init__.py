@@ -6,7 +6,7 @@ One module per group of commands; each registers its commands on the shared `app
 from __future__ import annotations
 
 # registration order is the order of `--help`: the main job first, then the lab, then the rest
-from . import explain, lab, reproduce, diagnose  # noqa: F401,I001  (registers the commands)
+from . import diagnose, explain, lab, reproduce  # noqa: F401  (registers the commands)
 from .app import _fmt, app
 
 __all__ = ["app", "main", "_fmt"]

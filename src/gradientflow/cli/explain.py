@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from .app import _progress, _run_bars, app, clean_errors, console, errors
 
+
 @app.command()
 def explain(
-    quick: bool = typer.Option(False, "--quick", help="The quick study (about a minute on 2 cores) instead of the full one (under 10 minutes)."),
-    output: Path = typer.Option(Path("explain"), "--output", "-o", help="Folder for index.html (and the default database)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite results database (default: OUTPUT/explain.db); finished runs are reused."),
-    tiny: bool = typer.Option(False, "--tiny", hidden=True, help="Seconds-long study for tests; its verdicts mean little."),
+    quick: bool = typer.Option(
+        False, "--quick", help="The quick study (about a minute on 2 cores) instead of the full one (under 10 minutes)."
+    ),
+    output: Path = typer.Option(
+        Path("explain"), "--output", "-o", help="Folder for index.html (and the default database)."
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="SQLite results database (default: OUTPUT/explain.db); finished runs are reused."
+    ),
+    tiny: bool = typer.Option(
+        False, "--tiny", hidden=True, help="Seconds-long study for tests; its verdicts mean little."
+    ),
 ) -> None:
     """Check nine claims about batch normalization and vanishing gradients with measured numbers.
 
@@ -50,7 +58,10 @@ def explain(
             events = RunnerEvents(on_start=on_start, on_progress=on_progress, on_end=on_end)
             result = run_explain(output, db, mode, 2, events, lambda text: progress.console.print(f"[dim]{text}[/]"))
         skipped = len(result.study.skipped)
-        console.print(f"{len(result.study.run_ids)} runs ({skipped} reused from the database); timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
+        console.print(
+            f"{len(result.study.run_ids)} runs ({skipped} reused from the database); timings: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+        )
         colours = {"supported": "green", "not supported": "red", "mixed": "yellow"}
         table = Table(title="Claims about batch normalization and vanishing gradients, checked", show_lines=True)
         table.add_column("#", justify="right")
@@ -61,7 +72,11 @@ def explain(
             colour = colours.get(finding.verdict, "white")
             table.add_row(str(finding.claim_id), finding.claim, finding.summary, f"[{colour}]{finding.verdict}[/]")
         console.print(table)
-        note = "" if result.used_report else " (gradientflow.report is not installed: a minimal findings table was written instead)"
+        note = (
+            ""
+            if result.used_report
+            else " (gradientflow.report is not installed: a minimal findings table was written instead)"
+        )
         console.print(f"report: {result.html_path}{note}", highlight=False, soft_wrap=True)
         if result.study.failed:
             for run_id in result.study.failed:

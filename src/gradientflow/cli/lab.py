@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.table import Table
 
 from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors
+
 
 @app.command()
 def demo(
@@ -30,7 +30,13 @@ def demo(
         for column in ("layer", "grad_rms plain", "grad_rms BN", "saturated plain", "saturated BN"):
             table.add_column(column, justify="right")
         for row in result.layers.itertuples(index=False):
-            table.add_row(row.layer, _fmt(row.grad_rms_plain), _fmt(row.grad_rms_batchnorm), _fmt(row.saturated_plain), _fmt(row.saturated_batchnorm))
+            table.add_row(
+                row.layer,
+                _fmt(row.grad_rms_plain),
+                _fmt(row.grad_rms_batchnorm),
+                _fmt(row.saturated_plain),
+                _fmt(row.saturated_batchnorm),
+            )
         console.print(table)
         for label in ("plain", "batchnorm"):
             console.print(
@@ -39,7 +45,9 @@ def demo(
             )
         plain, bn = result.ratio_mean["plain"], result.ratio_mean["batchnorm"]
         verdict = "vanishes" if plain < 0.1 else "does not vanish"
-        console.print(f"Without BN the gradient {verdict} on its way to the first layer (ratio {_fmt(plain)}); with BN the ratio is {_fmt(bn)}.")
+        console.print(
+            f"Without BN the gradient {verdict} on its way to the first layer (ratio {_fmt(plain)}); with BN the ratio is {_fmt(bn)}."
+        )
         saturated = result.layers[["saturated_plain", "saturated_batchnorm"]].to_numpy().max()
         if saturated < 0.05:
             console.print(
@@ -53,7 +61,9 @@ def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.toml", help="Experiment spec (see examples/)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes (one torch thread each)."),
     vectorize: str = typer.Option(
-        "auto", "--vectorize", help="auto: runs differing only in seed, lr, momentum, weight decay or init train as one vectorized group (each stored as its own run); off: one by one."
+        "auto",
+        "--vectorize",
+        help="auto: runs differing only in seed, lr, momentum, weight decay or init train as one vectorized group (each stored as its own run); off: one by one.",
     ),
     db: Path = DB_OPTION,
 ) -> None:
@@ -70,7 +80,9 @@ def run(
             raise TrainingError(f"--vectorize: {vectorize!r} is not one of {', '.join(VECTORIZE_MODES)}")
         spec = load(spec_path)
         runs, todo = plan(spec, db)
-        console.print(f"{spec.name}: {len(runs)} run(s), {len(runs) - len(todo)} already stored, {len(todo)} to do -> {db}")
+        console.print(
+            f"{spec.name}: {len(runs)} run(s), {len(runs) - len(todo)} already stored, {len(todo)} to do -> {db}"
+        )
         with _progress() as progress:
             overall = progress.add_task("all runs", total=len(todo))
             tasks: dict[str, int] = {}
@@ -104,22 +116,46 @@ def list_runs(db: Path = DB_OPTION) -> None:
         if summary.empty:
             console.print(f"no runs in {db}")
             return
-        table = Table(title=f"runs in {db}", caption="grad ratio: grad_rms of the first / last activation layer (far below 1: vanishing; far above: exploding)")
+        table = Table(
+            title=f"runs in {db}",
+            caption="grad ratio: grad_rms of the first / last activation layer (far below 1: vanishing; far above: exploding)",
+        )
         # the name repeats what the differing keys say when a sweep made the runs
         show_names = not differing
-        for column in ["id", *(["name"] if show_names else []), *differing, "status", "steps", "test acc", "grad ratio init", "grad ratio final", "diverged at"]:
+        for column in [
+            "id",
+            *(["name"] if show_names else []),
+            *differing,
+            "status",
+            "steps",
+            "test acc",
+            "grad ratio init",
+            "grad ratio final",
+            "diverged at",
+        ]:
             table.add_column(column, no_wrap=True)
         for row in summary.to_dict("records"):
             table.add_row(
-                row["run_id"][:8], *([row["name"]] if show_names else []), *[_fmt(row[k]) for k in differing], row["status"], _fmt(row["steps_done"]),
-                _fmt(row["test_accuracy"]), _fmt(row["grad_ratio_init"]), _fmt(row["grad_ratio_final"]),
-                "-" if row["diverged_at"] is None or (isinstance(row["diverged_at"], float) and math.isnan(row["diverged_at"])) else _fmt(row["diverged_at"]),
+                row["run_id"][:8],
+                *([row["name"]] if show_names else []),
+                *[_fmt(row[k]) for k in differing],
+                row["status"],
+                _fmt(row["steps_done"]),
+                _fmt(row["test_accuracy"]),
+                _fmt(row["grad_ratio_init"]),
+                _fmt(row["grad_ratio_final"]),
+                "-"
+                if row["diverged_at"] is None
+                or (isinstance(row["diverged_at"], float) and math.isnan(row["diverged_at"]))
+                else _fmt(row["diverged_at"]),
             )
         console.print(table)
 
 
 @app.command()
-def show(run_id: str = typer.Argument(..., metavar="RUN", help="Run id or a unique prefix."), db: Path = DB_OPTION) -> None:
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id or a unique prefix."), db: Path = DB_OPTION
+) -> None:
     """Print a per-layer summary of one run at its first and last recorded steps.
 
     Example: [bold]gradientflow show 3fa2c1[/]
@@ -142,17 +178,27 @@ def show(run_id: str = typer.Argument(..., metavar="RUN", help="Run id or a uniq
         for column in ("layer", "kind", "grad_rms", "saturated", "dead units", "pre mean", "pre std", "update/weight"):
             table.add_column(column, justify="right")
         for row in summary.to_dict("records"):
-            def pair(name: str) -> str:
+
+            def pair(name: str, row: dict = row) -> str:
                 a, b = row.get(f"{name}_init", math.nan), row.get(f"{name}_final", math.nan)
                 return "-" if math.isnan(a) and math.isnan(b) else f"{_fmt(a)} -> {_fmt(b)}"
 
-            table.add_row(row["layer"], row["kind"], pair("grad_rms"), pair("saturated_frac"), pair("dead_units_frac"), pair("pre_mean"), pair("pre_std"), pair("update_ratio"))
+            table.add_row(
+                row["layer"],
+                row["kind"],
+                pair("grad_rms"),
+                pair("saturated_frac"),
+                pair("dead_units_frac"),
+                pair("pre_mean"),
+                pair("pre_std"),
+                pair("update_ratio"),
+            )
         console.print(table)
 
 
 @app.command()
 def export(
-    run_ids: List[str] = typer.Argument(..., metavar="RUN...", help="Run ids or unique prefixes."),
+    run_ids: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids or unique prefixes."),
     format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
     output: Path = typer.Option(Path("export"), "--output", "-o", help="Folder to write into."),
     db: Path = DB_OPTION,
@@ -185,8 +231,12 @@ def export(
 
 @app.command()
 def report(
-    run_ids: Optional[List[str]] = typer.Argument(None, metavar="[RUN...]", help="Run ids or unique prefixes (default: every stored run)."),
-    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="HTML file to write (one self-contained file, opens offline)."),
+    run_ids: list[str] | None = typer.Argument(
+        None, metavar="[RUN...]", help="Run ids or unique prefixes (default: every stored run)."
+    ),
+    output: Path = typer.Option(
+        Path("report.html"), "--output", "-o", help="HTML file to write (one self-contained file, opens offline)."
+    ),
     title: str = typer.Option("Gradient flow report", "--title", help="Title at the top of the page."),
     db: Path = typer.Option("gradientflow.db", "--db", help="SQLite results database to read."),
 ) -> None:

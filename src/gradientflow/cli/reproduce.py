@@ -6,7 +6,6 @@ import platform
 import shlex
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -36,12 +35,22 @@ def _command(name: str, quick: bool, output: Path, db: Path | None, workers: int
 
 @app.command()
 def reproduce(
-    name: Optional[str] = typer.Argument(None, metavar="NAME", help=_NAMES_HELP),
-    quick: bool = typer.Option(False, "--quick", help="The short variant CI runs (seconds to a minute); the full one can take many minutes."),
-    output: Path = typer.Option(Path("reproductions"), "--output", "-o", help="Folder for NAME.md and its PNG figures (NAME/)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="SQLite database of the runs (default: OUTPUT/NAME/runs.db); finished runs are reused."),
+    name: str | None = typer.Argument(None, metavar="NAME", help=_NAMES_HELP),
+    quick: bool = typer.Option(
+        False, "--quick", help="The short variant CI runs (seconds to a minute); the full one can take many minutes."
+    ),
+    output: Path = typer.Option(
+        Path("reproductions"), "--output", "-o", help="Folder for NAME.md and its PNG figures (NAME/)."
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="SQLite database of the runs (default: OUTPUT/NAME/runs.db); finished runs are reused."
+    ),
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Local worker processes."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder with the MNIST IDX files (full MNIST is used when found; else the offline 5,000 digits)."),
+    data_dir: Path | None = typer.Option(
+        None,
+        "--data-dir",
+        help="Folder with the MNIST IDX files (full MNIST is used when found; else the offline 5,000 digits).",
+    ),
     list_all: bool = typer.Option(False, "--list", help="List the reproductions and exit."),
 ) -> None:
     """Reproduce a published result and compare: the paper's number or shape, ours, and whether they agree.
@@ -49,9 +58,9 @@ def reproduce(
     Example: [bold]gradientflow reproduce ioffe2015-fig1 --quick -o out/[/]
     """
     with clean_errors():
+        from ..runner import RunnerEvents
         from ..studies.reproductions import REPRODUCTIONS, ReproductionContext, reproduction
         from ..studies.reproductions.page import verdict_word, write_page
-        from ..runner import RunnerEvents
 
         if list_all or name is None:
             for key, (_, _, description) in REPRODUCTIONS.items():
@@ -63,8 +72,14 @@ def reproduce(
             tasks: dict[str, int] = {}
             events = RunnerEvents(on_progress=_run_bars(progress, tasks))
             context = ReproductionContext(
-                name=name, output=output, db=db or output / name / "runs.db", quick=quick, workers=workers, data_dir=data_dir,
-                events=events, on_stage=lambda text: progress.console.print(f"[dim]{text}[/]"),
+                name=name,
+                output=output,
+                db=db or output / name / "runs.db",
+                quick=quick,
+                workers=workers,
+                data_dir=data_dir,
+                events=events,
+                on_stage=lambda text: progress.console.print(f"[dim]{text}[/]"),
             )
             result = run(context)
         seconds = time.perf_counter() - start

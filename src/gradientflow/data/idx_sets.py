@@ -121,8 +121,10 @@ def _download(name: str, target: Path) -> dict[str, Path]:
 
 def _missing_message(name: str, searched: list[Path]) -> str:
     """Return the error text for a data set found nowhere: every folder searched and how to get it."""
-    lines = [f"dataset {name!r} ({_DESCRIPTIONS[name]}) not found; looked for its four IDX files"
-             f" ({', '.join(IDX_FILES.values())}, each optionally .gz) in:"]
+    lines = [
+        f"dataset {name!r} ({_DESCRIPTIONS[name]}) not found; looked for its four IDX files"
+        f" ({', '.join(IDX_FILES.values())}, each optionally .gz) in:"
+    ]
     for folder in searched:
         present = [role for role, path in _files_in(folder).items() if path is not None]
         if not folder.is_dir():

@@ -91,8 +91,9 @@ def _balanced_labels(count: int, num_classes: int, generator: torch.Generator) -
     return labels[torch.randperm(count, generator=generator)]
 
 
-def _dataset(name: str, inputs: torch.Tensor, labels: torch.Tensor, n_train: int,
-             num_classes: int, source: str) -> Dataset:
+def _dataset(
+    name: str, inputs: torch.Tensor, labels: torch.Tensor, n_train: int, num_classes: int, source: str
+) -> Dataset:
     """Split generated `inputs` (n, features) and `labels` (n,) into the first n_train and the rest."""
     return Dataset(
         name=name,

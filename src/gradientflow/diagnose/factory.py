@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -52,13 +53,17 @@ class Setup:
 def _split(target: str) -> tuple[str, str]:
     module, sep, name = target.rpartition(":")
     if not sep or not module or not name:
-        raise FactoryError(f"{target!r} is not FILE.py:FACTORY or package.module:FACTORY; e.g. examples/diagnose_zoo.py:vanishing_sigmoid")
+        raise FactoryError(
+            f"{target!r} is not FILE.py:FACTORY or package.module:FACTORY; e.g. examples/diagnose_zoo.py:vanishing_sigmoid"
+        )
     return module, name
 
 
 def _import_file(path: Path) -> Any:
     if not path.is_file():
-        raise FactoryError(f"no file {str(path)!r}: give the path of a Python file, e.g. examples/diagnose_zoo.py:vanishing_sigmoid")
+        raise FactoryError(
+            f"no file {str(path)!r}: give the path of a Python file, e.g. examples/diagnose_zoo.py:vanishing_sigmoid"
+        )
     name = f"_gradientflow_user_{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -91,7 +96,11 @@ def load_factory(target: str) -> Callable[[], Any]:
             raise FactoryError(f"cannot import module {location!r}: {type(error).__name__}: {error}") from error
     factory = getattr(module, name, None)
     if factory is None:
-        public = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
+        public = sorted(
+            n
+            for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        )
         raise FactoryError(f"{location!r} has no {name!r}; its functions are: {', '.join(public) or 'none'}")
     if not callable(factory):
         raise FactoryError(f"{target!r} is a {type(factory).__name__}, not a function returning {_SHAPES}")
@@ -102,7 +111,9 @@ def _parts(result: Any, target: str) -> tuple[Any, Any, Any, Any]:
     if isinstance(result, dict):
         unknown = set(result) - {"model", "batches", "loss_fn", "optimizer"}
         if unknown or "model" not in result or "batches" not in result:
-            raise FactoryError(f"{target} returned a dict with keys {sorted(result)}; expected model, batches[, loss_fn, optimizer]")
+            raise FactoryError(
+                f"{target} returned a dict with keys {sorted(result)}; expected model, batches[, loss_fn, optimizer]"
+            )
         return result["model"], result["batches"], result.get("loss_fn"), result.get("optimizer")
     if isinstance(result, (tuple, list)) and 2 <= len(result) <= 4:
         padded = list(result) + [None] * (4 - len(result))
@@ -124,11 +135,17 @@ def call_factory(factory: Callable[[], Any], target: str, seed: int = 0) -> Setu
     if not isinstance(model, nn.Module):
         raise FactoryError(f"{target} returned a {type(model).__name__} as the model; it must be a torch.nn.Module")
     if isinstance(batches, torch.Tensor) or not hasattr(batches, "__iter__"):
-        raise FactoryError(f"{target} returned a {type(batches).__name__} as batches; it must be an iterable of (input, target) pairs, e.g. a list or a DataLoader")
+        raise FactoryError(
+            f"{target} returned a {type(batches).__name__} as batches; it must be an iterable of (input, target) pairs, e.g. a list or a DataLoader"
+        )
     if loss_fn is not None and not callable(loss_fn):
-        raise FactoryError(f"{target} returned a {type(loss_fn).__name__} as the loss function; it must be callable as loss_fn(output, target)")
+        raise FactoryError(
+            f"{target} returned a {type(loss_fn).__name__} as the loss function; it must be callable as loss_fn(output, target)"
+        )
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise FactoryError(f"{target} returned a {type(optimizer).__name__} as the optimizer; it must be a torch.optim.Optimizer")
+        raise FactoryError(
+            f"{target} returned a {type(optimizer).__name__} as the optimizer; it must be a torch.optim.Optimizer"
+        )
     return Setup(
         model=model,
         batches=batches,

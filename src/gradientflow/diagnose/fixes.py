@@ -81,15 +81,41 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
     activation = str(hidden["activation"].dropna().iloc[0]) if hidden["activation"].notna().any() else "the activation"
     init_name = "Glorot (Xavier)" if activation in BOUNDED else "He (Kaiming)"
     # the readout is drawn by the same init as the hidden layers: a scale problem there too sets the logits' scale
-    init_layers = (all_hidden if problem.verdict in ("vanishing", "exploding") else affected) + list(table[table["role"] == "output"]["layer"])
-    init = ("init", f"switch the init of {_names(_weights(table, init_layers))} to {init_name} with zero biases", init_layers,
-            "weights with variance 1/fan_in (2/fan_in for ReLU) keep pre-activations and gradients at a constant scale through depth", True, None)
-    norm = ("batchnorm", f"insert BatchNorm before the activation at {_names(all_hidden)}", all_hidden,
-            "BN re-standardizes every pre-activation, so no layer sits in a flat tail and the gradient keeps its scale", True, None)
-    relu = ("activation", f"replace {activation} by ReLU (or GELU) with He init at {_names(all_hidden)}", all_hidden,
-            f"ReLU's slope is 1 where active; {activation}'s is at most {'0.25' if activation == 'sigmoid' else '1'} and vanishes in its tails", activation in BOUNDED, "relu")
-    skip = ("skip", f"add skip connections (residual blocks) around {_names(all_hidden)}", all_hidden,
-            "an identity path carries the gradient back unchanged whatever each block does", False, None)
+    init_layers = (all_hidden if problem.verdict in ("vanishing", "exploding") else affected) + list(
+        table[table["role"] == "output"]["layer"]
+    )
+    init = (
+        "init",
+        f"switch the init of {_names(_weights(table, init_layers))} to {init_name} with zero biases",
+        init_layers,
+        "weights with variance 1/fan_in (2/fan_in for ReLU) keep pre-activations and gradients at a constant scale through depth",
+        True,
+        None,
+    )
+    norm = (
+        "batchnorm",
+        f"insert BatchNorm before the activation at {_names(all_hidden)}",
+        all_hidden,
+        "BN re-standardizes every pre-activation, so no layer sits in a flat tail and the gradient keeps its scale",
+        True,
+        None,
+    )
+    relu = (
+        "activation",
+        f"replace {activation} by ReLU (or GELU) with He init at {_names(all_hidden)}",
+        all_hidden,
+        f"ReLU's slope is 1 where active; {activation}'s is at most {'0.25' if activation == 'sigmoid' else '1'} and vanishes in its tails",
+        activation in BOUNDED,
+        "relu",
+    )
+    skip = (
+        "skip",
+        f"add skip connections (residual blocks) around {_names(all_hidden)}",
+        all_hidden,
+        "an identity path carries the gradient back unchanged whatever each block does",
+        False,
+        None,
+    )
     lr = _current_lr(setup)
     ratio = float(table["update_ratio"].max()) if table["update_ratio"].notna().any() else 0.0
     why_lower = f"the largest update was {ratio:.2g} x its weight; about {TARGET_UPDATE_RATIO:g} is safe"
@@ -99,24 +125,67 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
     else:  # watch() does not know the optimizer: give the factor
         factor = suggested_lr(1.0, ratio)
         lower = ("lr", f"lower the learning rate about {1 / factor:.0f}x", [], why_lower, False, None)
-    clip = ("clip", "clip the gradient norm (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) before optimizer.step()", [],
-            "bounds each update whatever the gradient's size", False, None)
-    leaky = ("activation", f"replace ReLU by LeakyReLU (or GELU) at {_names(affected)}", affected,
-             "a small negative slope lets a unit that is off on every example recover", True, "leaky_relu")
+    clip = (
+        "clip",
+        "clip the gradient norm (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) before optimizer.step()",
+        [],
+        "bounds each update whatever the gradient's size",
+        False,
+        None,
+    )
+    leaky = (
+        "activation",
+        f"replace ReLU by LeakyReLU (or GELU) at {_names(affected)}",
+        affected,
+        "a small negative slope lets a unit that is off on every example recover",
+        True,
+        "leaky_relu",
+    )
     code = problem.cause_code
     if code == "weight_scale_small" or (problem.verdict == "vanishing" and code != "saturated_activations"):
         ranked = [norm, relu, init, skip]
     elif code in ("saturated_activations", "weight_scale_large") and problem.verdict != "exploding":
         ranked = [init, norm, relu]
     elif code == "dead_relus":
-        ranked = [("init", f"reset the biases of {_names(_weights(table, affected))} to 0 and use He init", affected,
-                   "pre-activations centred at 0 put half the units on the active side", True, None), leaky]
+        ranked = [
+            (
+                "init",
+                f"reset the biases of {_names(_weights(table, affected))} to 0 and use He init",
+                affected,
+                "pre-activations centred at 0 put half the units on the active side",
+                True,
+                None,
+            ),
+            leaky,
+        ]
     elif code == "bn_explosion":
-        ranked = [skip, ("depth", f"use fewer layers: the gradient grows about {problem.evidence.get('gain_per_layer', 0):.2f}x per BN layer", [], "the growth compounds per layer", False, None), lower]
+        ranked = [
+            skip,
+            (
+                "depth",
+                f"use fewer layers: the gradient grows about {problem.evidence.get('gain_per_layer', 0):.2f}x per BN layer",
+                [],
+                "the growth compounds per layer",
+                False,
+                None,
+            ),
+            lower,
+        ]
     elif code == "weight_scale_large":
         ranked = [init, norm, clip]
     else:  # learning rate
-        ranked = [lower, clip, ("lr", "use Adam with a learning-rate warm-up over the first ~100 steps", [], "small first steps while the scale of the gradients is unknown", False, None)]
+        ranked = [
+            lower,
+            clip,
+            (
+                "lr",
+                "use Adam with a learning-rate warm-up over the first ~100 steps",
+                [],
+                "small first steps while the scale of the gradients is unknown",
+                False,
+                None,
+            ),
+        ]
     return ranked
 
 
@@ -127,7 +196,10 @@ def rank_fixes(diagnosis: Diagnosis, setup: Setup | None = None) -> list[Fix]:
     """
     if diagnosis.problem is None:
         return []
-    return [Fix(rank, code, action, tuple(layers), why, auto, value) for rank, (code, action, layers, why, auto, value) in enumerate(_candidates(diagnosis, setup), start=1)]
+    return [
+        Fix(rank, code, action, tuple(layers), why, auto, value)
+        for rank, (code, action, layers, why, auto, value) in enumerate(_candidates(diagnosis, setup), start=1)
+    ]
 
 
 # ------------------------------------------------------------------------------------ applying
@@ -164,7 +236,9 @@ def _input_shapes(setup: Setup, names: list[str]) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
 
     def hook_for(name: str):  # type: ignore[no-untyped-def]
-        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:  # returns None: a pre-hook's return value replaces the input
+        def hook(
+            _module: nn.Module, args: tuple[Any, ...]
+        ) -> None:  # returns None: a pre-hook's return value replaces the input
             shapes.setdefault(name, tuple(args[0].shape))
 
         return hook
@@ -225,7 +299,11 @@ def apply_fix(setup: Setup, fix: Fix, diagnosis: Diagnosis) -> list[str]:
         done = []
         for weight, activation in _feeding(diagnosis, fix.layers):
             module = _module(model, weight)
-            if module is not None and isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() >= 2:
+            if (
+                module is not None
+                and isinstance(getattr(module, "weight", None), nn.Parameter)
+                and module.weight.dim() >= 2
+            ):
                 _reinit(module, activation)
                 done.append(weight)
         return done
@@ -239,7 +317,11 @@ def apply_fix(setup: Setup, fix: Fix, diagnosis: Diagnosis) -> list[str]:
             done.append(name)
         for weight, _ in _feeding(diagnosis, tuple(done)):
             module = _module(model, weight)
-            if module is not None and isinstance(getattr(module, "weight", None), nn.Parameter) and module.weight.dim() >= 2:
+            if (
+                module is not None
+                and isinstance(getattr(module, "weight", None), nn.Parameter)
+                and module.weight.dim() >= 2
+            ):
                 _reinit(module, "relu")
         return done
     if fix.code == "batchnorm":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -27,7 +28,11 @@ def stream_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     Only those whose output has its input's shape are tapped (see `stream_taps`): the tensor
     after such a block is the stream the next block reads, residual or not.
     """
-    return [(name, m) for name, m in model.named_modules() if name and activation_name(m) is None and _has_activation_below(m)]
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if name and activation_name(m) is None and _has_activation_below(m)
+    ]
 
 
 @contextlib.contextmanager
@@ -36,7 +41,12 @@ def stream_taps(model: nn.Module) -> Iterator[None]:
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor) and output.shape == args[0].shape:
+            if (
+                args
+                and isinstance(args[0], torch.Tensor)
+                and isinstance(output, torch.Tensor)
+                and output.shape == args[0].shape
+            ):
                 tap(output, name + STREAM_SUFFIX, "linear")
 
         return hook

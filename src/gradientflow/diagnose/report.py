@@ -9,7 +9,15 @@ from typing import Any
 from ..analysis.verdicts import Diagnosis
 from .fixes import Fix
 
-__all__ = ["TriedFix", "DiagnoseReport", "table_rows", "TABLE_HEADER", "format_table", "format_report", "first_to_last_ratio"]
+__all__ = [
+    "TriedFix",
+    "DiagnoseReport",
+    "table_rows",
+    "TABLE_HEADER",
+    "format_table",
+    "format_report",
+    "first_to_last_ratio",
+]
 
 TABLE_HEADER = ("layer", "role", "act", "grad_rms", "gain", "saturated", "dead", "update_ratio", "verdict")
 
@@ -34,7 +42,19 @@ def table_rows(diagnosis: Diagnosis) -> list[tuple[str, ...]]:
         stream = row.role == "stream"  # a linear tap: no activation, nothing to saturate
         activation = row.activation if isinstance(row.activation, str) and not stream else "-"
         saturated, dead = ("-", "-") if stream else (_number(row.saturated_frac, 2), _number(row.dead_units_frac, 2))
-        rows.append((row.layer, row.role, activation, _number(row.grad_rms), _number(row.gain), saturated, dead, _number(row.update_ratio), row.verdict))
+        rows.append(
+            (
+                row.layer,
+                row.role,
+                activation,
+                _number(row.grad_rms),
+                _number(row.gain),
+                saturated,
+                dead,
+                _number(row.update_ratio),
+                row.verdict,
+            )
+        )
     return rows
 
 
@@ -89,7 +109,10 @@ class DiagnoseReport:
 
     def problems(self) -> list[str]:
         """Return every problem found (root first), without duplicates."""
-        found = [p.verdict for p in ([self.diagnosis.problem] if self.diagnosis.problem else []) + list(self.diagnosis.others)]
+        found = [
+            p.verdict
+            for p in ([self.diagnosis.problem] if self.diagnosis.problem else []) + list(self.diagnosis.others)
+        ]
         return list(dict.fromkeys(found))
 
     def to_dict(self) -> dict[str, Any]:

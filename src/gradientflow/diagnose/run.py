@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,7 +26,15 @@ def _final_loss(trace: Trace) -> float:
     return sum(tail) / len(tail)
 
 
-def _try(factory: Callable[[], object], target: str, fix: Fix, before: Diagnosis, steps: int, seed: int, thresholds: Thresholds) -> TriedFix | None:
+def _try(
+    factory: Callable[[], object],
+    target: str,
+    fix: Fix,
+    before: Diagnosis,
+    steps: int,
+    seed: int,
+    thresholds: Thresholds,
+) -> TriedFix | None:
     setup = call_factory(factory, target, seed)
     applied = apply_fix(setup, fix, before)
     if not applied:
@@ -62,7 +70,9 @@ def diagnose(
         torch.set_num_threads(previous)
 
 
-def _diagnose(target: str, steps: int, try_fixes: bool, seed: int, thresholds: Thresholds, on_stage: Callable[[str], None] | None) -> DiagnoseReport:
+def _diagnose(
+    target: str, steps: int, try_fixes: bool, seed: int, thresholds: Thresholds, on_stage: Callable[[str], None] | None
+) -> DiagnoseReport:
     factory = load_factory(target)
     setup = call_factory(factory, target, seed)
     if on_stage:
@@ -79,4 +89,14 @@ def _diagnose(target: str, steps: int, try_fixes: bool, seed: int, thresholds: T
             result = _try(factory, target, fix, diagnosis, steps, seed, thresholds)
             if result is not None:
                 tried.append(result)
-    return DiagnoseReport(target, steps, trace.steps_done, trace.diverged_at, trace.seconds, _final_loss(trace), diagnosis, fixes, tuple(tried))
+    return DiagnoseReport(
+        target,
+        steps,
+        trace.steps_done,
+        trace.diverged_at,
+        trace.seconds,
+        _final_loss(trace),
+        diagnosis,
+        fixes,
+        tuple(tried),
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -18,7 +19,9 @@ from .hooks import stream_taps, traced_call
 
 __all__ = ["Trace", "record_schedule", "train_and_probe", "diagnose_setup"]
 
-DENSE_STEPS = 10  # every step at first: most problems show at initialization, and the verdict window needs consecutive steps
+DENSE_STEPS = (
+    10  # every step at first: most problems show at initialization, and the verdict window needs consecutive steps
+)
 SPARSE_EVERY = 5  # then every 5th step keeps the probe's cost low on long runs
 
 
@@ -54,7 +57,9 @@ def _batches(batches: Any, target: str) -> Iterator[Any]:
 
 def _unpack(batch: Any, device: torch.device, target: str) -> tuple[Any, Any]:
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-        raise FactoryError(f"{target}: each batch must be an (input, target) pair, got {type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
+        raise FactoryError(
+            f"{target}: each batch must be an (input, target) pair, got {type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}"
+        )
     x, y = batch
 
     def move(value: Any) -> Any:
@@ -71,7 +76,9 @@ def _forward(model: nn.Module, x: Any) -> Any:
     return model(*x) if isinstance(x, (tuple, list)) else model(x)
 
 
-def train_and_probe(setup: Setup, steps: int, target: str = "the factory", schedule: Callable[[int], bool] = record_schedule) -> Trace:
+def train_and_probe(
+    setup: Setup, steps: int, target: str = "the factory", schedule: Callable[[int], bool] = record_schedule
+) -> Trace:
     """Train `setup` for up to `steps` optimizer steps with the probe and stream taps; return the `Trace`.
 
     The first forward pass is traced: if it fails, a ModelError names the layers that ran. A
@@ -86,10 +93,12 @@ def train_and_probe(setup: Setup, steps: int, target: str = "the factory", sched
     with Probe(model, every=schedule) as probe, stream_taps(model):
         for step, batch in zip(range(steps), _batches(setup.batches, target)):
             x, y = _unpack(batch, device, target)
-            output = traced_call(model, lambda: _forward(model, x), x) if step == 0 else _forward(model, x)
+            output = traced_call(model, lambda x=x: _forward(model, x), x) if step == 0 else _forward(model, x)
             loss = loss_fn(output, y)
             if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise FactoryError(f"{target}: the loss function must return a scalar tensor, got {type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}")
+                raise FactoryError(
+                    f"{target}: the loss function must return a scalar tensor, got {type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             value = float(loss.detach())
@@ -104,7 +113,9 @@ def train_and_probe(setup: Setup, steps: int, target: str = "the factory", sched
     return Trace(probe.frame(), losses, len(losses), diverged_at, seconds)
 
 
-def diagnose_setup(setup: Setup, steps: int, target: str = "the factory", thresholds: Thresholds = THRESHOLDS) -> tuple[Diagnosis, Trace]:
+def diagnose_setup(
+    setup: Setup, steps: int, target: str = "the factory", thresholds: Thresholds = THRESHOLDS
+) -> tuple[Diagnosis, Trace]:
     """Train `setup` with the probe and return (its Diagnosis, the Trace)."""
     trace = train_and_probe(setup, steps, target)
     return diagnose_frame(trace.frame, thresholds, trace.diverged_at), trace

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pandas as pd
 from torch import nn
@@ -40,7 +41,9 @@ class GradientAlert(GradientflowError):
     def __init__(self, problem: Problem, diagnosis: Diagnosis, fixes: list[Fix]) -> None:
         self.problem, self.diagnosis, self.fixes = problem, diagnosis, fixes
         fix = f" Best fix: {fixes[0].action}." if fixes else ""
-        super().__init__(f"gradientflow: {problem.verdict} at {problem.layer} since step {problem.step}: {problem.cause}.{fix}")
+        super().__init__(
+            f"gradientflow: {problem.verdict} at {problem.layer} since step {problem.step}: {problem.cause}.{fix}"
+        )
 
 
 @dataclass(frozen=True)
@@ -70,22 +73,36 @@ OnAlert = str | Callable[[GradientAlert], Any]
 class Monitor:
     """A probe on `model` that judges its records as training goes; see `watch`."""
 
-    def __init__(self, model: nn.Module, on_alert: OnAlert = "warn", within: int = 50, every: int | None = None, layers: Iterable[Any] | None = None, thresholds: Thresholds = THRESHOLDS) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        on_alert: OnAlert = "warn",
+        within: int = 50,
+        every: int | None = None,
+        layers: Iterable[Any] | None = None,
+        thresholds: Thresholds = THRESHOLDS,
+    ) -> None:
         if not (callable(on_alert) or on_alert in ("warn", "raise")):
             raise ProbeError(f"on_alert must be 'warn', 'raise' or a callable taking the alert, got {on_alert!r}")
         if within < 5:
-            raise ProbeError(f"within must be at least 5 steps (it sets how often the monitor records and checks), got {within!r}")
+            raise ProbeError(
+                f"within must be at least 5 steps (it sets how often the monitor records and checks), got {within!r}"
+            )
         self.on_alert, self.within, self.thresholds = on_alert, within, thresholds
         self.every = every or max(1, within // 10)
         self.check_every = max(1, within // 5)
         if 2 * self.every + self.check_every > within:
-            raise ProbeError(f"every={self.every} is too sparse to alert within {within} steps; use every <= {(within - self.check_every) // 2}")
+            raise ProbeError(
+                f"every={self.every} is too sparse to alert within {within} steps; use every <= {(within - self.check_every) // 2}"
+            )
         self.alerts: list[GradientAlert] = []
         self._alerted: set[str] = set()
         self._chunks: list[pd.DataFrame] = []
         self._steps = 0
         self._stack = contextlib.ExitStack()
-        self._probe = Probe(model, every=self._records, layers=layers, keep=False, sink=self._collect, flush_every=self.check_every)
+        self._probe = Probe(
+            model, every=self._records, layers=layers, keep=False, sink=self._collect, flush_every=self.check_every
+        )
         self._stack.enter_context(self._probe)
         self._stack.enter_context(stream_taps(model))
 
@@ -121,7 +138,11 @@ class Monitor:
         if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
             return
         diagnosis = diagnose_frame(frame, self.thresholds)
-        new = [p for p in ([diagnosis.problem] if diagnosis.problem else []) + list(diagnosis.others) if p.verdict not in self._alerted]
+        new = [
+            p
+            for p in ([diagnosis.problem] if diagnosis.problem else []) + list(diagnosis.others)
+            if p.verdict not in self._alerted
+        ]
         for problem in new:
             self._alerted.add(problem.verdict)
             self._alert(GradientAlert(problem, diagnosis, rank_fixes(diagnosis)))
@@ -140,7 +161,9 @@ class Monitor:
         """Return the `WatchReport` of every step recorded so far (``print`` it for the verdict table)."""
         frame = self._frame()
         if frame.empty:
-            raise ProbeError("nothing recorded yet: call monitor.step() after each optimizer.step() of a training loop first")
+            raise ProbeError(
+                "nothing recorded yet: call monitor.step() after each optimizer.step() of a training loop first"
+            )
         diagnosis = diagnose_frame(frame, self.thresholds)
         return WatchReport(diagnosis, tuple(rank_fixes(diagnosis)), self._steps)
 
@@ -148,14 +171,22 @@ class Monitor:
         """Remove every hook from the model; `report()` still works afterwards."""
         self._stack.close()
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def watch(model: nn.Module, on_alert: OnAlert = "warn", *, within: int = 50, every: int | None = None, layers: Iterable[Any] | None = None, thresholds: Thresholds = THRESHOLDS) -> Monitor:
+def watch(
+    model: nn.Module,
+    on_alert: OnAlert = "warn",
+    *,
+    within: int = 50,
+    every: int | None = None,
+    layers: Iterable[Any] | None = None,
+    thresholds: Thresholds = THRESHOLDS,
+) -> Monitor:
     """Return a started `Monitor` on `model`: call ``monitor.step()`` after each ``optimizer.step()``.
 
     `on_alert`: "warn" (a `GradientWarning`), "raise" (a `GradientAlert`, a GradientflowError

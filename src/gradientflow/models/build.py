@@ -39,9 +39,7 @@ def build(model_spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int,
     return initialize(model, model_spec, seed)
 
 
-def _norm_and_activation(
-    spec: ModelSpec, features: int, index: int, spatial: bool
-) -> list[tuple[str, nn.Module]]:
+def _norm_and_activation(spec: ModelSpec, features: int, index: int, spatial: bool) -> list[tuple[str, nn.Module]]:
     norm = NORMS[spec.norm](features, spec, spatial)
     layers = [(f"act{index}", ACTIVATIONS[spec.activation]())]
     if norm is not None:

@@ -11,8 +11,8 @@ are exactly those of a run trained alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -40,7 +40,16 @@ class EnsembleMLP(nn.Module):
     ``baddbmm`` over ``(members, batch, in)`` inputs; biases are ``(members, 1, out)``.
     """
 
-    def __init__(self, layers: list[EnsembleLayer], weights: list[torch.Tensor], biases: list[torch.Tensor | None], norms: list[tuple[torch.Tensor, ...]], activations: list[nn.Module], bn_eps: float, bn_momentum: float) -> None:
+    def __init__(
+        self,
+        layers: list[EnsembleLayer],
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor | None],
+        norms: list[tuple[torch.Tensor, ...]],
+        activations: list[nn.Module],
+        bn_eps: float,
+        bn_momentum: float,
+    ) -> None:
         super().__init__()
         self.layers = layers
         self.weights = nn.ParameterList([nn.Parameter(w) for w in weights])  # (members, in, out)
@@ -70,7 +79,9 @@ class EnsembleMLP(nn.Module):
         biases = [b for b in self.biases if b is not None]
         return [*self.weights, *biases, *self.gammas, *self.betas]
 
-    def forward(self, x: torch.Tensor, capture: bool = False, shared_input: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, capture: bool = False, shared_input: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return (logits ``(members, batch, classes)``, captured tensors by layer name).
 
         `x` is ``(members, batch, ...)``, or ``(batch, ...)`` seen by every member when
@@ -171,7 +182,9 @@ def stack_members(models: Sequence[nn.Module]) -> EnsembleMLP:
     for position, model in enumerate(models[1:], start=1):
         other = [(name, type(m), tuple(p.shape for p in m.parameters())) for name, m in _layers_of(model)]
         if other != signature:
-            raise ModelError(f"member {position} differs in structure from member 0; only same-shaped MLPs train as one ensemble")
+            raise ModelError(
+                f"member {position} differs in structure from member 0; only same-shaped MLPs train as one ensemble"
+            )
     layers: list[EnsembleLayer] = []
     weights: list[torch.Tensor] = []
     biases: list[torch.Tensor | None] = []
@@ -185,17 +198,31 @@ def stack_members(models: Sequence[nn.Module]) -> EnsembleMLP:
             if isinstance(module, nn.Linear):
                 layers.append(EnsembleLayer(name, "linear", module_type, len(weights)))
                 weights.append(torch.stack([m.weight.T for m in members]).contiguous())  # (members, in, out)
-                biases.append(None if module.bias is None else torch.stack([m.bias for m in members])[:, None, :].contiguous())
-            elif isinstance(module, nn.BatchNorm1d) and module.affine and module.track_running_stats and module.momentum is not None:
+                biases.append(
+                    None if module.bias is None else torch.stack([m.bias for m in members])[:, None, :].contiguous()
+                )
+            elif (
+                isinstance(module, nn.BatchNorm1d)
+                and module.affine
+                and module.track_running_stats
+                and module.momentum is not None
+            ):
                 layers.append(EnsembleLayer(name, "batch", module_type, len(norms)))
-                norms.append(tuple(torch.stack([getattr(m, k) for m in members]).clone() for k in ("weight", "bias", "running_mean", "running_var")))
+                norms.append(
+                    tuple(
+                        torch.stack([getattr(m, k) for m in members]).clone()
+                        for k in ("weight", "bias", "running_mean", "running_var")
+                    )
+                )
                 bn_eps, bn_momentum = module.eps, module.momentum
             elif not any(True for _ in module.parameters()) and not any(True for _ in module.buffers()):
                 # an elementwise activation: applied to (members, batch, features) it acts per member
                 layers.append(EnsembleLayer(name, "activation", module_type, len(activations)))
                 activations.append(module)
             else:
-                raise ModelError(f"layer {name!r} ({module_type}) cannot be stacked into an ensemble; train this model alone")
+                raise ModelError(
+                    f"layer {name!r} ({module_type}) cannot be stacked into an ensemble; train this model alone"
+                )
     if not weights or layers[-1].kind != "linear":
         raise ModelError("an ensemble member must be an MLP ending in a Linear layer")
     return EnsembleMLP(layers, weights, biases, norms, activations, bn_eps, bn_momentum)

@@ -4,4 +4,13 @@ from .activations import ACTIVATION_NAMES, SaturationRule, activation_name, rule
 from .probe import Probe, tap
 from .schedule import at_steps, every
 
-__all__ = ["Probe", "tap", "every", "at_steps", "ACTIVATION_NAMES", "SaturationRule", "activation_name", "rule_for_name"]
+__all__ = [
+    "Probe",
+    "tap",
+    "every",
+    "at_steps",
+    "ACTIVATION_NAMES",
+    "SaturationRule",
+    "activation_name",
+    "rule_for_name",
+]

@@ -11,8 +11,8 @@ that is how custom activation modules opt in.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -183,9 +183,7 @@ def rule_for_name(name: str, eps: float) -> SaturationRule:
     try:
         factory = _NAMED_RULES[name]
     except KeyError:
-        raise ProbeError(
-            f"activation {name!r} is not known; use one of {', '.join(ACTIVATION_NAMES)}"
-        ) from None
+        raise ProbeError(f"activation {name!r} is not known; use one of {', '.join(ACTIVATION_NAMES)}") from None
     return factory(eps)
 
 

@@ -10,7 +10,14 @@ from torch import nn
 
 __all__ = ["BN_COLUMNS", "batchnorm_row", "batch_statistics", "saved_batch_statistics", "pooled_moments"]
 
-BN_COLUMNS = ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean")
+BN_COLUMNS = (
+    "bn_input_mean",
+    "bn_input_var",
+    "bn_gamma_norm",
+    "bn_beta_norm",
+    "bn_running_mean_norm",
+    "bn_running_var_mean",
+)
 
 
 def batchnorm_row(module: nn.Module, moments: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -31,7 +38,9 @@ def batchnorm_row(module: nn.Module, moments: torch.Tensor | np.ndarray) -> torc
     nan = moments.new_tensor(math.nan)
     weight, bias, running_mean, running_var = [p.detach() if p is not None else None for p in parts]
     norms = [torch.linalg.vector_norm(v) if v is not None else nan for v in (weight, bias, running_mean)]
-    return torch.stack((moments[0], moments[1], *norms, running_var.mean() if running_var is not None else nan)).unsqueeze(0)
+    return torch.stack(
+        (moments[0], moments[1], *norms, running_var.mean() if running_var is not None else nan)
+    ).unsqueeze(0)
 
 
 def batch_statistics(x: torch.Tensor, output: object) -> tuple[int, np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ makes the probe cheap: an ``.item()`` per layer per step would sync the device e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,9 @@ class StatsBuffer:
     Memory is fixed by `slots` x the number of rows seen so far; it does not grow with steps.
     """
 
-    def __init__(self, columns: tuple[str, ...], slots: int, device: torch.device, extra_shape: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, columns: tuple[str, ...], slots: int, device: torch.device, extra_shape: tuple[int, ...] = ()
+    ) -> None:
         self.columns = columns
         self.slots = slots
         self.device = device
@@ -89,7 +91,9 @@ class StatsBuffer:
         for slot, row in zip(slots.tolist(), rows.tolist()):
             self.present[slot].add(row)
 
-    def write_slot(self, slot: int, rows: list[int], columns: np.ndarray, flat: np.ndarray, values: torch.Tensor) -> None:
+    def write_slot(
+        self, slot: int, rows: list[int], columns: np.ndarray, flat: np.ndarray, values: torch.Tensor
+    ) -> None:
         """Write `values` ``(len(rows), len(columns))`` into one slot; `flat` holds ``row * width + column``
         of each value in row-major order (width: the number of columns), so the CPU path is one
         indexed store: this runs for the weights on every recorded step."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,14 @@ from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
 from .activations import SaturationRule
 from .buffer import RowInfo, frame_from_drain
 from .schedule import Schedule, as_schedule
-from .stats import RAW_GRADIENT, batch_moments_per_unit, derive, raw_columns, raw_gradient_stats, raw_pre_activation_stats
+from .stats import (
+    RAW_GRADIENT,
+    batch_moments_per_unit,
+    derive,
+    raw_columns,
+    raw_gradient_stats,
+    raw_pre_activation_stats,
+)
 from .weights import UPDATE_SAMPLE_LIMIT, update_positions  # the same entries a lone run's WeightTracker samples
 
 __all__ = ["EnsembleProbe", "EnsembleWeightTracker", "norm_raw", "WEIGHT_RAW", "BN_RAW"]
@@ -31,7 +38,14 @@ Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
 #: Raw weight columns, as `Probe` keeps them: norm before the step, gradient norm, update norm and
 #: the norm of the tracked entries before the step (their ratio is the update ratio).
 WEIGHT_RAW: tuple[str, ...] = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
-BN_RAW: tuple[str, ...] = ("bn_input_mean", "bn_input_var", "bn_gamma_norm", "bn_beta_norm", "bn_running_mean_norm", "bn_running_var_mean")
+BN_RAW: tuple[str, ...] = (
+    "bn_input_mean",
+    "bn_input_var",
+    "bn_gamma_norm",
+    "bn_beta_norm",
+    "bn_running_mean_norm",
+    "bn_running_var_mean",
+)
 
 
 def _published_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
@@ -55,7 +69,9 @@ class EnsembleWeightTracker:
     run's `WeightTracker` samples.
     """
 
-    def __init__(self, layouts: Sequence[tuple[int, int] | None], sizes: Sequence[int], sample_limit: int = UPDATE_SAMPLE_LIMIT) -> None:
+    def __init__(
+        self, layouts: Sequence[tuple[int, int] | None], sizes: Sequence[int], sample_limit: int = UPDATE_SAMPLE_LIMIT
+    ) -> None:
         self._positions: list[torch.Tensor | None] = []
         for layout, size in zip(layouts, sizes):
             positions = update_positions(size, sample_limit)
@@ -113,7 +129,16 @@ class EnsembleProbe:
     (after the optimizer step), `keep` when members leave, `close` at the end.
     """
 
-    def __init__(self, rows: Sequence[RowInfo], sinks: Sequence[Sink], *, every: int | Schedule = 1, percentiles: Sequence[float] = DEFAULT_PERCENTILES, flush_every: int = 100, max_percentile_samples: int = 4096) -> None:
+    def __init__(
+        self,
+        rows: Sequence[RowInfo],
+        sinks: Sequence[Sink],
+        *,
+        every: int | Schedule = 1,
+        percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+        flush_every: int = 100,
+        max_percentile_samples: int = 4096,
+    ) -> None:
         if flush_every < 1:
             raise ProbeError(f"flush_every must be >= 1, got {flush_every!r}")
         self.rows = list(rows)
@@ -163,7 +188,9 @@ class EnsembleProbe:
         if len(self._steps) >= self.flush_every:
             self.flush()
 
-    def _record_activations(self, values: torch.Tensor, activations: Sequence[tuple[str, SaturationRule, torch.Tensor, torch.Tensor | None]]) -> None:
+    def _record_activations(
+        self, values: torch.Tensor, activations: Sequence[tuple[str, SaturationRule, torch.Tensor, torch.Tensor | None]]
+    ) -> None:
         groups: dict[tuple[object, ...], list[tuple[str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
         for name, rule, x, g in activations:
             groups[(tuple(x.shape), rule, g is not None)].append((name, x, g))
@@ -171,7 +198,9 @@ class EnsembleProbe:
         for (shape, rule, has_grad), group in groups.items():
             members, batch, units = shape  # type: ignore[misc]
             # layers and members along one leading dimension: one call of the stats functions for all
-            x = torch.stack([x for _, x, _ in group]).reshape(-1, batch, units, 1)  # (layers * members, batch, units, 1)
+            x = torch.stack([x for _, x, _ in group]).reshape(
+                -1, batch, units, 1
+            )  # (layers * members, batch, units, 1)
             raw = raw_pre_activation_stats(x, rule, self.percentiles, self.max_percentile_samples)  # type: ignore[arg-type]
             if has_grad:
                 g = torch.stack([g for _, _, g in group]).reshape(-1, batch, units)  # type: ignore[misc]  # (layers * members, batch, units)
@@ -197,7 +226,15 @@ class EnsembleProbe:
         self._steps, self._values = [], []
         present = [set(range(len(self.rows))) for _ in steps]
         for member, sink in enumerate(self.sinks):
-            frame = frame_from_drain(np.ascontiguousarray(host[:, :, member]), steps, present, self.rows, self.raw_columns, self._derive, self.columns)
+            frame = frame_from_drain(
+                np.ascontiguousarray(host[:, :, member]),
+                steps,
+                present,
+                self.rows,
+                self.raw_columns,
+                self._derive,
+                self.columns,
+            )
             sink(frame, None)
 
     def keep(self, members: Sequence[int]) -> None:
@@ -210,7 +247,9 @@ class EnsembleProbe:
         self.flush()
 
 
-def norm_raw(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor) -> torch.Tensor:
+def norm_raw(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor
+) -> torch.Tensor:
     """`BN_RAW` of each member of a BatchNorm layer: ``(members, 6)``.
 
     `x` is the layer's input ``(members, batch, features)``; the others are ``(members, features)``.
@@ -219,7 +258,15 @@ def norm_raw(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_m
     return torch.cat(
         (
             moments,
-            torch.stack((_member_norms(gamma.detach()), _member_norms(beta.detach()), _member_norms(running_mean), running_var.mean(dim=1)), dim=1),
+            torch.stack(
+                (
+                    _member_norms(gamma.detach()),
+                    _member_norms(beta.detach()),
+                    _member_norms(running_mean),
+                    running_var.mean(dim=1),
+                ),
+                dim=1,
+            ),
         ),
         dim=1,
     )

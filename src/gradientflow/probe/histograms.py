@@ -6,7 +6,6 @@ compared and stacked. Values outside the range are counted in the outermost bins
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import torch
@@ -55,7 +54,13 @@ class HistogramRecorder:
         clamped = values.float().flatten().nan_to_num(nan=low).clamp(low, high - width / 2)
         return torch.histc(clamped, bins=self.bins, min=low, max=high)
 
-    def record(self, step: int, pre: dict[str, list[torch.Tensor]], grads: dict[str, list[torch.Tensor | None]], rows: dict[str, RowInfo]) -> None:
+    def record(
+        self,
+        step: int,
+        pre: dict[str, list[torch.Tensor]],
+        grads: dict[str, list[torch.Tensor | None]],
+        rows: dict[str, RowInfo],
+    ) -> None:
         """Add the histograms of one recorded step."""
         slot = len(self.steps)
         self.steps.append(step)
@@ -74,7 +79,14 @@ class HistogramRecorder:
         """Copy the counts to the host, reset them, and return them as a long table."""
         host = self.counts[: self.used].cpu().numpy().copy()
         self.counts[: self.used].zero_()
-        records: dict[str, list] = {"step": [], "layer": [], "quantity": [], "bin_left": [], "bin_right": [], "count": []}
+        records: dict[str, list] = {
+            "step": [],
+            "layer": [],
+            "quantity": [],
+            "bin_left": [],
+            "bin_right": [],
+            "count": [],
+        }
         for slot, (step, present) in enumerate(zip(self.steps, self.present)):
             for row in sorted(present):
                 for q, (quantity, (low, high)) in enumerate(_QUANTITIES):

@@ -16,8 +16,9 @@ Large layers are computed at once on the calling thread, with all of PyTorch's t
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -39,7 +40,9 @@ _Entry = tuple[int, str, torch.Tensor, torch.Tensor | None, SaturationRule]
 class PendingActivations:
     """(slot, key, pre-activation, gradient, rule) of recorded steps whose statistics are not computed yet."""
 
-    def __init__(self, percentiles: Sequence[float], max_samples: int, unit_dim: int = 1, background: bool = True) -> None:
+    def __init__(
+        self, percentiles: Sequence[float], max_samples: int, unit_dim: int = 1, background: bool = True
+    ) -> None:
         self.percentiles = tuple(percentiles)
         self.max_samples = max_samples
         self.unit_dim = unit_dim
@@ -51,7 +54,9 @@ class PendingActivations:
         self._worker: ThreadPoolExecutor | None = None
         self._in_flight: tuple[Future[None], _Batch] | None = None
 
-    def add(self, slot: int, key: str, x: torch.Tensor, g: torch.Tensor | None, rule: SaturationRule, owned: bool) -> None:
+    def add(
+        self, slot: int, key: str, x: torch.Tensor, g: torch.Tensor | None, rule: SaturationRule, owned: bool
+    ) -> None:
         """Queue one layer of one recorded step; `owned`: nobody else writes to `x` (else compute soon)."""
         self._waiting.append((slot, key, x, g, rule))
         self._bytes += x.numel() * x.element_size() * (1 if g is None else 2)
@@ -118,19 +123,34 @@ class _Batch:
     """The queued layers grouped by shape, each group's statistics as C jobs (see stats.PreActivationJob):
     made here, `run` anywhere, `writes` here."""
 
-    def __init__(self, entries: list[_Entry], percentiles: tuple[float, ...], max_samples: int, unit_dim: int, threads: int | None) -> None:
+    def __init__(
+        self,
+        entries: list[_Entry],
+        percentiles: tuple[float, ...],
+        max_samples: int,
+        unit_dim: int,
+        threads: int | None,
+    ) -> None:
         groups: dict[tuple[Any, ...], list[tuple[int, str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
         in_place = native.library() is not None  # the C path reads a group's layers where they are
         for slot, key, x, g, rule in entries:
             # the torch path stacks a group: large layers are not copied into a stack there
-            alone = (slot, key) if x.numel() > STACK_LIMIT and not (in_place and x.is_cpu and x.dtype == torch.float32) else None
+            alone = (
+                (slot, key)
+                if x.numel() > STACK_LIMIT and not (in_place and x.is_cpu and x.dtype == torch.float32)
+                else None
+            )
             groups[(tuple(x.shape), x.dtype, rule, g is not None, alone)].append((slot, key, x, g))
         self.columns = raw_columns(percentiles)
         self.groups: list[tuple[list[int], list[str], PreActivationJob, GradientJob | None]] = []
         for (_, _, rule, has_gradient, _), members in groups.items():
-            activations = PreActivationJob([x for _, _, x, _ in members], rule, percentiles, max_samples, unit_dim, threads)
+            activations = PreActivationJob(
+                [x for _, _, x, _ in members], rule, percentiles, max_samples, unit_dim, threads
+            )
             gradients = GradientJob([g for _, _, _, g in members], threads) if has_gradient else None  # type: ignore[misc]
-            self.groups.append(([slot for slot, _, _, _ in members], [key for _, key, _, _ in members], activations, gradients))
+            self.groups.append(
+                ([slot for slot, _, _, _ in members], [key for _, key, _, _ in members], activations, gradients)
+            )
 
     def run(self) -> None:
         """Make every C call of the batch (and nothing else: see `PendingActivations.results`)."""
@@ -146,5 +166,12 @@ class _Batch:
             if gradients is None:
                 out.append((slots, keys, self.columns, activations.table()))
             else:
-                out.append((slots, keys, self.columns + RAW_GRADIENT, torch.cat((activations.table(), gradients.table()), dim=1)))
+                out.append(
+                    (
+                        slots,
+                        keys,
+                        self.columns + RAW_GRADIENT,
+                        torch.cat((activations.table(), gradients.table()), dim=1),
+                    )
+                )
         return out

@@ -10,7 +10,8 @@ attached at all, so the model runs exactly as without the probe.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from .weights import WeightTracker
 
 __all__ = ["Probe", "tap"]
 
-_ACTIVE: list["Probe"] = []
+_ACTIVE: list[Probe] = []
 _NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
 _WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
@@ -131,7 +132,9 @@ class Probe:
         self._histogram_frames: list[pd.DataFrame] = []
         self._handles: list[Any] = []
         self._discovery: dict[str, Any] = {}
-        self._index_cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], np.ndarray, np.ndarray, np.ndarray]] = {}  # (keys, columns) -> (row ids, rows, columns, flat)
+        self._index_cache: dict[
+            tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], np.ndarray, np.ndarray, np.ndarray]
+        ] = {}  # (keys, columns) -> (row ids, rows, columns, flat)
         self._modes: dict[nn.Module, bool] = {}
         self._step = 0
         self._recording = False
@@ -144,13 +147,13 @@ class Probe:
         self._reset_captures()
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "Probe":
+    def __enter__(self) -> Probe:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> "Probe":
+    def start(self) -> Probe:
         """Attach the probe (hooks only on recorded steps); return self. ``with Probe(...)`` calls this."""
         if self._open:
             raise ProbeError("this probe is already started; use one `with Probe(...)` block per probe")
@@ -231,7 +234,9 @@ class Probe:
         self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
         self._rules: dict[str, SaturationRule] = {}
-        self._bn_inputs: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(list)  # per call: examples per unit, unit means, variances
+        self._bn_inputs: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(
+            list
+        )  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
         self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
         self._retained: list[tuple[str, int, torch.Tensor]] = []  # (key, call index, tensor whose .grad autograd fills)
@@ -290,7 +295,9 @@ class Probe:
 
         return hook
 
-    def _capture(self, key: str, x: torch.Tensor, rule: SaturationRule, kind: str, module_type: str, copy: bool = False) -> None:
+    def _capture(
+        self, key: str, x: torch.Tensor, rule: SaturationRule, kind: str, module_type: str, copy: bool = False
+    ) -> None:
         self._row(key, kind, module_type, rule.name)
         kept = x.detach()
         self._pre[key].append(kept.clone() if copy else kept)
@@ -377,7 +384,13 @@ class Probe:
         for key, tensors in self._pre.items():
             # several calls of one step (gradient accumulation) pool their examples; a 1-d
             # pre-activation is one example, so those are stacked
-            x = tensors[0] if len(tensors) == 1 else torch.cat(tensors) if tensors[0].dim() > 1 else torch.stack(tensors)
+            x = (
+                tensors[0]
+                if len(tensors) == 1
+                else torch.cat(tensors)
+                if tensors[0].dim() > 1
+                else torch.stack(tensors)
+            )
             grads = self._grads[key]
             g = None
             if all(t is not None for t in grads):
@@ -457,4 +470,3 @@ class Probe:
         if not self._histogram_frames:
             return self._histograms.drain(self._row_list)
         return pd.concat(self._histogram_frames, ignore_index=True)
-

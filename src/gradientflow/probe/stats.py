@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,7 +38,6 @@ __all__ = [
     "percentile_positions",
     "batch_moments_per_unit",
 ]
-
 
 
 def as_units_layout(x: torch.Tensor, unit_dim: int = 1) -> torch.Tensor:
@@ -110,13 +110,24 @@ def raw_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
 #: the host at flush time (`derive`), vectorised over every flushed step. Fewer device ops per step
 #: is what keeps the probe cheap for small networks, where each op costs more than its arithmetic.
 RAW_HEAD: tuple[str, ...] = (
-    "n", "units", "n_sample", "pivot", "centered_sum", "centered_norm", "pre_min", "pre_max",
-    "saturated_count", "dead_count", "nonfinite_count",
+    "n",
+    "units",
+    "n_sample",
+    "pivot",
+    "centered_sum",
+    "centered_norm",
+    "pre_min",
+    "pre_max",
+    "saturated_count",
+    "dead_count",
+    "nonfinite_count",
 )
 RAW_GRADIENT: tuple[str, ...] = ("grad_sum", "grad_norm")
 
 
-def raw_pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096) -> torch.Tensor:
+def raw_pre_activation_stats(
+    x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096
+) -> torch.Tensor:
     """Sufficient statistics of pre-activations stacked as ``(layers, batch, units, rest)``.
 
     Returns float32 ``(layers, len(raw_columns(percentiles)))``; `derive` turns them into means,
@@ -159,10 +170,16 @@ class _NativePlan:
     job at a time; each job has its own output arrays.
     """
 
-    def __init__(self, count: int, n: int, units: int, percentiles: tuple[float, ...], max_samples: int, threads: int) -> None:
+    def __init__(
+        self, count: int, n: int, units: int, percentiles: tuple[float, ...], max_samples: int, threads: int
+    ) -> None:
         self.n_sample = min(n, max_samples)
-        self.positions = _sample_positions(n, max_samples, torch.device("cpu")).numpy().astype(np.int64) if n > max_samples else None
-        wanted = np.concatenate(([self.n_sample // 2], percentile_positions(self.n_sample, percentiles).numpy()))  # pivot, lows, highs
+        self.positions = (
+            _sample_positions(n, max_samples, torch.device("cpu")).numpy().astype(np.int64) if n > max_samples else None
+        )
+        wanted = np.concatenate(
+            ([self.n_sample // 2], percentile_positions(self.n_sample, percentiles).numpy())
+        )  # pivot, lows, highs
         ks, self.where = np.unique(wanted, return_inverse=True)
         self.ks = np.ascontiguousarray(ks, dtype=np.int64)
         self.scratch = np.empty(4 * self.n_sample + 256, dtype=np.uint32)
@@ -174,7 +191,9 @@ class _NativePlan:
 
 
 @functools.lru_cache(maxsize=128)
-def _plan(count: int, n: int, units: int, percentiles: tuple[float, ...], max_samples: int, threads: int) -> _NativePlan:
+def _plan(
+    count: int, n: int, units: int, percentiles: tuple[float, ...], max_samples: int, threads: int
+) -> _NativePlan:
     return _NativePlan(count, n, units, percentiles, max_samples, threads)
 
 
@@ -196,7 +215,13 @@ class PreActivationJob:
         unit_dim: int = 1,
         threads: int | None = None,
     ) -> None:
-        self.layers, self.rule, self.percentiles, self.max_samples, self.unit_dim = list(layers), rule, tuple(percentiles), max_samples, unit_dim
+        self.layers, self.rule, self.percentiles, self.max_samples, self.unit_dim = (
+            list(layers),
+            rule,
+            tuple(percentiles),
+            max_samples,
+            unit_dim,
+        )
         self._arguments: tuple[Any, ...] | None = None
         if rule.derivative is None and _native_ready(self.layers):
             self._prepare(threads or torch.get_num_threads())
@@ -213,13 +238,32 @@ class PreActivationJob:
         plan = self._plan = _plan(len(layers), self.n, units, self.percentiles, self.max_samples, threads)
         self.picked = np.empty((len(layers), len(plan.ks)), dtype=np.float32)
         self.pivots = np.empty(len(layers), dtype=np.float32)
-        self.moments = np.empty((len(layers), 7))  # centered sum, centered sum of squares, min, max, saturated, dead, nonfinite
+        self.moments = np.empty(
+            (len(layers), 7)
+        )  # centered sum, centered sum of squares, min, max, saturated, dead, nonfinite
         at, rule = plan.addresses, self.rule
         self._arguments = (
-            native.pointers(layers), len(layers), at["positions"], plan.n_sample, at["ks"], len(plan.ks), int(plan.where[0]),
-            at["scratch"], self.picked.ctypes.data, self.pivots.ctypes.data, batch, units, rest,
-            int(rule.lower is not None), rule.lower or 0.0, int(rule.upper is not None), rule.upper or 0.0, int(rule.inclusive),
-            at["unit_counts"], self.moments.ctypes.data, plan.threads,
+            native.pointers(layers),
+            len(layers),
+            at["positions"],
+            plan.n_sample,
+            at["ks"],
+            len(plan.ks),
+            int(plan.where[0]),
+            at["scratch"],
+            self.picked.ctypes.data,
+            self.pivots.ctypes.data,
+            batch,
+            units,
+            rest,
+            int(rule.lower is not None),
+            rule.lower or 0.0,
+            int(rule.upper is not None),
+            rule.upper or 0.0,
+            int(rule.inclusive),
+            at["unit_counts"],
+            self.moments.ctypes.data,
+            plan.threads,
         )
 
     def run(self) -> None:
@@ -253,7 +297,13 @@ class GradientJob:
         if _native_ready(self.grads):
             self._kept = kept = [t if t.is_contiguous() else t.contiguous() for t in self.grads]
             self._out = np.empty((len(kept), 2))
-            self._arguments = (native.pointers(kept), len(kept), kept[0].numel(), self._out.ctypes.data, threads or torch.get_num_threads())
+            self._arguments = (
+                native.pointers(kept),
+                len(kept),
+                kept[0].numel(),
+                self._out.ctypes.data,
+                threads or torch.get_num_threads(),
+            )
 
     def run(self) -> None:
         """Make the C call: sum and sum of squares of each gradient."""
@@ -270,7 +320,12 @@ class GradientJob:
 
 
 def _native_pre_activation(
-    layers: list[torch.Tensor], rule: SaturationRule, percentiles: Sequence[float], max_samples: int, unit_dim: int = 1, threads: int | None = None
+    layers: list[torch.Tensor],
+    rule: SaturationRule,
+    percentiles: Sequence[float],
+    max_samples: int,
+    unit_dim: int = 1,
+    threads: int | None = None,
 ) -> torch.Tensor | None:
     job = PreActivationJob(layers, rule, percentiles, max_samples, unit_dim, threads)
     if job._arguments is None:
@@ -279,7 +334,9 @@ def _native_pre_activation(
     return job.table()
 
 
-def _torch_pre_activation(x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int) -> torch.Tensor:
+def _torch_pre_activation(
+    x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int
+) -> torch.Tensor:
     x = x.float()
     layers, batch, units, rest = x.shape
     flat = x.reshape(layers, -1)  # (layers, batch * units * rest)
@@ -354,14 +411,25 @@ def derive(raw: dict[str, np.ndarray], percentiles: Sequence[float]) -> dict[str
     return out
 
 
-def pre_activation_stats(x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096) -> torch.Tensor:
+def pre_activation_stats(
+    x: torch.Tensor, rule: SaturationRule, percentiles: Sequence[float], max_percentile_samples: int = 4096
+) -> torch.Tensor:
     """Published pre-activation columns (mean, std, min, max, percentiles, saturated, dead, nonfinite)
     for layers stacked as ``(layers, batch, units, rest)``: a convenience over raw + `derive`."""
     raw = raw_pre_activation_stats(x, rule, percentiles, max_percentile_samples).double().numpy()
     names = raw_columns(percentiles)
     table = {name: raw[:, i] for i, name in enumerate(names)} | {"grad_sum": np.nan, "grad_norm": np.nan}
     out = derive(table, percentiles)
-    wanted = ["pre_mean", "pre_std", "pre_min", "pre_max", *(percentile_name(q) for q in percentiles), "saturated_frac", "dead_units_frac", "nonfinite_count"]
+    wanted = [
+        "pre_mean",
+        "pre_std",
+        "pre_min",
+        "pre_max",
+        *(percentile_name(q) for q in percentiles),
+        "saturated_frac",
+        "dead_units_frac",
+        "nonfinite_count",
+    ]
     return torch.tensor(np.stack([np.broadcast_to(out[c], raw.shape[:1]) for c in wanted], axis=1), dtype=torch.float32)
 
 
@@ -372,7 +440,16 @@ def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
         layers = [t.contiguous() for t in x.detach().unbind(0)]
         _, batch, units, rest = x.shape
         scratch, out = np.empty(3 * units), np.empty((len(layers), 2))
-        native.library().gf_unit_moments(native.pointers(layers), len(layers), batch, units, rest, scratch.ctypes.data, out.ctypes.data, torch.get_num_threads())  # type: ignore[union-attr]
+        native.library().gf_unit_moments(
+            native.pointers(layers),
+            len(layers),
+            batch,
+            units,
+            rest,
+            scratch.ctypes.data,
+            out.ctypes.data,
+            torch.get_num_threads(),
+        )  # type: ignore[union-attr]
         return torch.from_numpy(out.astype(np.float32))
     x = x.float()
     per_unit = x.shape[1] * x.shape[3]

@@ -34,7 +34,9 @@ def _positions(numel: int, limit: int, device: torch.device) -> torch.Tensor:
     return torch.randperm(numel, generator=generator)[:limit].sort().values.to(device)
 
 
-def update_positions(numel: int, sample_limit: int = UPDATE_SAMPLE_LIMIT, device: torch.device | None = None) -> torch.Tensor | None:
+def update_positions(
+    numel: int, sample_limit: int = UPDATE_SAMPLE_LIMIT, device: torch.device | None = None
+) -> torch.Tensor | None:
     """Return the sorted flat indices whose update a weight of `numel` entries is measured on, or None for all.
 
     Weights up to `sample_limit` entries: None (exact). Larger ones: a fixed pseudo-random subset of
@@ -52,7 +54,9 @@ class WeightTracker:
         self.modules = modules
         self.sample_limit = sample_limit
         self._index = {m: i for i, m in enumerate(modules)}
-        self._positions: list[torch.Tensor | None] = [update_positions(m.weight.numel(), sample_limit, m.weight.device) for m in modules]
+        self._positions: list[torch.Tensor | None] = [
+            update_positions(m.weight.numel(), sample_limit, m.weight.device) for m in modules
+        ]
         self._small = [i for i, p in enumerate(self._positions) if p is None]
         self._before: list[torch.Tensor] | None = None
         self._before_norms: list[torch.Tensor] | None = None
@@ -139,7 +143,7 @@ def _weight_of(module: nn.Module) -> torch.Tensor:
 class _UpdatePlan:
     """Arrays of one subset of the tracked weights for `gf_weight_table`, built once per subset."""
 
-    def __init__(self, tracker: "_NativeTracker", chosen: tuple[int, ...]) -> None:
+    def __init__(self, tracker: _NativeTracker, chosen: tuple[int, ...]) -> None:
         self.chosen = np.array(chosen, dtype=np.int64)
         self.everything = chosen == tuple(range(len(tracker.modules)))
         self.modules = [tracker.modules[i] for i in chosen]
@@ -148,8 +152,16 @@ class _UpdatePlan:
         self.sizes, self.kept = tracker.sizes[self.chosen], tracker.kept[self.chosen]
         self.norms = np.empty(len(chosen))  # the squared norms before the step, for a subset
         self.scratch = np.empty((len(chosen), 3))
-        self.table = torch.empty((len(chosen), 4), dtype=torch.float32)  # weight norm before, grad norm, change, tracked
-        self.addresses = (self.sizes.ctypes.data, self.kept.ctypes.data, self.norms.ctypes.data, self.scratch.ctypes.data, self.table.data_ptr())
+        self.table = torch.empty(
+            (len(chosen), 4), dtype=torch.float32
+        )  # weight norm before, grad norm, change, tracked
+        self.addresses = (
+            self.sizes.ctypes.data,
+            self.kept.ctypes.data,
+            self.norms.ctypes.data,
+            self.scratch.ctypes.data,
+            self.table.data_ptr(),
+        )
 
 
 class _NativeTracker:
@@ -164,7 +176,8 @@ class _NativeTracker:
     def __init__(self, tracker: WeightTracker) -> None:
         self.modules = tracker.modules
         self.before = [
-            torch.empty(m.weight.numel() if p is None else len(p), dtype=torch.float32) for m, p in zip(tracker.modules, tracker._positions)
+            torch.empty(m.weight.numel() if p is None else len(p), dtype=torch.float32)
+            for m, p in zip(tracker.modules, tracker._positions)
         ]
         self.sizes = np.array([m.weight.numel() for m in tracker.modules], dtype=np.int64)
         self.kept = np.array([len(b) for b in self.before], dtype=np.int64)
@@ -172,8 +185,12 @@ class _NativeTracker:
         self.norms_squared = np.full(len(self.before), math.nan)
         self._norms_address = self.norms_squared.ctypes.data
         self._snapshot_arguments = (
-            native.pointers(self.before), self.sizes.ctypes.data, native.pointers(self.positions),
-            self.kept.ctypes.data, len(self.before), self._norms_address,
+            native.pointers(self.before),
+            self.sizes.ctypes.data,
+            native.pointers(self.positions),
+            self.kept.ctypes.data,
+            len(self.before),
+            self._norms_address,
         )
         self._plans: dict[tuple[int, ...], _UpdatePlan] = {}
         self.fresh = False
@@ -217,8 +234,18 @@ class _NativeTracker:
         else:
             np.take(self.norms_squared, plan.chosen, out=plan.norms)
         native.library().gf_weight_table(  # type: ignore[union-attr]
-            native.pointers(weights), plan.before, native.pointers(grads), sizes, plan.positions, kept, len(weights), norms, int(keep),
-            scratch, table, torch.get_num_threads(),
+            native.pointers(weights),
+            plan.before,
+            native.pointers(grads),
+            sizes,
+            plan.positions,
+            kept,
+            len(weights),
+            norms,
+            int(keep),
+            scratch,
+            table,
+            torch.get_num_threads(),
         )
         self.retained = [(w, w._version) for w in weights] if keep else None
         return plan.table.clone()  # the plan's table is refilled by the next call

@@ -177,7 +177,11 @@ def gradient_profile_panel(
 
 
 def _prediction_note(
-    data: ReportData, predicted: Mapping[str, Sequence[float]], omitted: Mapping[str, str], drawn: list[str], at_init: bool
+    data: ReportData,
+    predicted: Mapping[str, Sequence[float]],
+    omitted: Mapping[str, str],
+    drawn: list[str],
+    at_init: bool,
 ) -> str:
     """The caption's sentences on the dashed lines: what they are, and which runs have none and why."""
     note = " Dashed: mean-field prediction at initialization, anchored at the last layer." if drawn else ""
@@ -300,7 +304,11 @@ def percentile_panel(data: ReportData) -> Panel:
         "Drifting or widening bands mean the distribution feeding the last nonlinearity keeps changing "
         "(internal covariate shift); with batch normalization they should stay steady."
     ) + note
-    return Panel("percentiles", _style(figure, "Input of the last hidden activation: 15th/50th/85th percentiles", rows_n), caption)
+    return Panel(
+        "percentiles",
+        _style(figure, "Input of the last hidden activation: 15th/50th/85th percentiles", rows_n),
+        caption,
+    )
 
 
 def _finite(values: pd.Series) -> list[float | None]:

@@ -82,8 +82,8 @@ def findings_table(findings: Sequence[Finding]) -> str:
     lines = ['<table class="findings">', "<thead><tr>", *(_cell(h, "th") for h in head), "</tr></thead>", "<tbody>"]
     for finding in findings:
         measured = "".join(
-            f"<li><span class=\"label\">{html.escape(label)}</span>: "
-            f"<span class=\"number\">{html.escape(format_number(value))}</span></li>"
+            f'<li><span class="label">{html.escape(label)}</span>: '
+            f'<span class="number">{html.escape(format_number(value))}</span></li>'
             for label, value in finding.measurements.items()
         )
         runs = ", ".join(html.escape(r[:8]) for r in finding.run_ids)

@@ -45,9 +45,7 @@ class StoreReader:
         if status is None:
             found = self._query("SELECT run_id FROM runs ORDER BY created_at, run_id")
         elif status in RUN_STATUSES:
-            found = self._query(
-                "SELECT run_id FROM runs WHERE status = ? ORDER BY created_at, run_id", (status,)
-            )
+            found = self._query("SELECT run_id FROM runs WHERE status = ? ORDER BY created_at, run_id", (status,))
         else:
             raise StoreError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
         return [row[0] for row in found]
@@ -114,8 +112,7 @@ class StoreReader:
         """Columns run_id, step, name, value (NaN where the value was NaN), in write order per run."""
         where, parameters = self._run_filter(run_ids)
         found = self._query(
-            f"SELECT run_id, step, name, value FROM metrics WHERE {where} "
-            "ORDER BY run_id, step, rowid",
+            f"SELECT run_id, step, name, value FROM metrics WHERE {where} ORDER BY run_id, step, rowid",
             parameters,
         )
         columns = ("run_id", "step", "name", "value")
@@ -126,8 +123,7 @@ class StoreReader:
         where, parameters = self._run_filter(run_ids)
         columns = ("run_id", *HISTOGRAM_COLUMNS)
         found = self._query(
-            f"SELECT {', '.join(columns)} FROM histograms WHERE {where} "
-            "ORDER BY run_id, step, rowid",
+            f"SELECT {', '.join(columns)} FROM histograms WHERE {where} ORDER BY run_id, step, rowid",
             parameters,
         )
         dtypes = {"step": "int64", "bin_left": "float64", "bin_right": "float64", "count": "int64"}
@@ -152,11 +148,10 @@ class StoreReader:
         names = ["run_id", *id_columns, *selected, *(["extra"] if read_extra else [])]
         where, parameters = self._run_filter(run_ids)
         found = self._query(
-            f"SELECT {', '.join(quoted(c) for c in names)} FROM layer_stats WHERE {where} "
-            "ORDER BY run_id, step, rowid",
+            f"SELECT {', '.join(quoted(c) for c in names)} FROM layer_stats WHERE {where} ORDER BY run_id, step, rowid",
             parameters,
         )
-        dtypes = {"step": "int64", "order": "Int64", **{c: "float64" for c in selected}}
+        dtypes = {"step": "int64", "order": "Int64", **dict.fromkeys(selected, "float64")}
         frame = tables.frame_from_rows(found, names, dtypes)
         if read_extra:
             frame, keys = tables.expand_extra(frame, from_extra)
@@ -189,4 +184,3 @@ def _listing(ids: Sequence[str]) -> str:
     shown = ", ".join(ids[:_SHOWN_RUN_IDS])
     more = len(ids) - _SHOWN_RUN_IDS
     return f"{shown} (and {more} more)" if more > 0 else shown
-

@@ -85,9 +85,7 @@ def _floats(series: pd.Series, column: str, table: str) -> list[Any]:
     try:
         numbers = pd.to_numeric(series, errors="raise").astype("float64")
     except (TypeError, ValueError) as error:
-        raise StoreError(
-            f"{table} column {column!r} must be numeric (got dtype {series.dtype}): {error}"
-        ) from error
+        raise StoreError(f"{table} column {column!r} must be numeric (got dtype {series.dtype}): {error}") from error
     return numbers.to_numpy(dtype=object, na_value=None).tolist()
 
 
@@ -104,10 +102,7 @@ def _extra_json(frame: pd.DataFrame, columns: Sequence[str]) -> list[str | None]
         return [None] * len(frame)
     try:  # the usual case, numeric extras (percentiles): one conversion for all of them
         block = frame[list(columns)].to_numpy(dtype=np.float64, na_value=np.nan)
-        records = [
-            {key: value for key, value in zip(columns, row) if not math.isnan(value)}
-            for row in block.tolist()
-        ]
+        records = [{key: value for key, value in zip(columns, row) if not math.isnan(value)} for row in block.tolist()]
     except (TypeError, ValueError):
         records = [
             {key: value for key, value in record.items() if not _is_missing(value)}
@@ -138,14 +133,11 @@ def check_layer_frame(run_id: str, frame: pd.DataFrame, table_columns: Sequence[
             continue  # numbers (the usual case) need no look at the values
         if frame[column].map(lambda value: isinstance(value, str)).any():
             raise StoreError(
-                f"layer_stats column {column!r} must be numeric (got dtype {dtype}) "
-                f"in the frame for run {run_id!r}"
+                f"layer_stats column {column!r} must be numeric (got dtype {dtype}) in the frame for run {run_id!r}"
             )
 
 
-def layer_stat_rows(
-    run_id: str, frame: pd.DataFrame, table_columns: Sequence[str]
-) -> list[list[Any]]:
+def layer_stat_rows(run_id: str, frame: pd.DataFrame, table_columns: Sequence[str]) -> list[list[Any]]:
     """Rows for ``layer_stats (run_id, *table_columns, extra)``.
 
     `table_columns` are the table's own columns besides run_id and extra; a frame column the

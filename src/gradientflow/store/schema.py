@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gradientflow.errors import StoreError
@@ -31,7 +31,7 @@ def _migration(function: Migration) -> Migration:
 
 def utc_now() -> str:
     """Return the current time as ISO-8601 UTC text, e.g. ``2025-01-31T12:00:00.123+00:00``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @_migration
@@ -137,9 +137,7 @@ def connect(path: Path, *, readonly: bool, busy_timeout_s: float) -> sqlite3.Con
     """
     if readonly:
         if not path.exists():
-            raise StoreError(
-                f"no results database at {path}; run `gradientflow run SPEC` first to create it"
-            )
+            raise StoreError(f"no results database at {path}; run `gradientflow run SPEC` first to create it")
         target, uri = f"{path.resolve().as_uri()}?mode=ro", True
     else:
         if path.is_dir():
@@ -211,9 +209,7 @@ def pending_migrations(
     return [name for name, _ in migrations if name not in applied]
 
 
-def migrate(
-    db: sqlite3.Connection, path: Path, migrations: Sequence[tuple[str, Migration]] = MIGRATIONS
-) -> list[str]:
+def migrate(db: sqlite3.Connection, path: Path, migrations: Sequence[tuple[str, Migration]] = MIGRATIONS) -> list[str]:
     """Apply the migrations `db` lacks, in order, in one transaction; return their names.
 
     Safe when several processes open one file at once: the check is repeated under the write

@@ -112,9 +112,7 @@ class Store(StoreReader):
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         if self.readonly:
-            raise StoreError(
-                f"the store {self.path} was opened readonly; open it without readonly to write"
-            )
+            raise StoreError(f"the store {self.path} was opened readonly; open it without readonly to write")
         db = self._connection()
         try:
             db.execute("BEGIN IMMEDIATE")
@@ -238,9 +236,7 @@ class Store(StoreReader):
             if metric_rows:
                 db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
             if layer_rows:
-                db.executemany(
-                    f"INSERT INTO layer_stats ({layer_columns}) VALUES ({layer_marks})", layer_rows
-                )
+                db.executemany(f"INSERT INTO layer_stats ({layer_columns}) VALUES ({layer_marks})", layer_rows)
             if histogram_rows:
                 columns = ", ".join(("run_id", *HISTOGRAM_COLUMNS))
                 db.executemany(
@@ -251,9 +247,7 @@ class Store(StoreReader):
     def _check_writable_run(self, db: sqlite3.Connection, run_id: str) -> None:
         found = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if found is None:
-            raise StoreError(
-                f"no run {run_id!r} in {self.path}; call begin_run before writing its rows"
-            )
+            raise StoreError(f"no run {run_id!r} in {self.path}; call begin_run before writing its rows")
         if found[0] in COMPLETED_STATUSES:
             raise StoreError(
                 f"run {run_id!r} in {self.path} is already {found[0]}; "

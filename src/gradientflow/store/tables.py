@@ -97,9 +97,7 @@ def _specs_of(runs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> list[Mapping[
         )
     specs = []
     for record in runs[spec_columns].to_dict(orient="records"):
-        specs.append(
-            {key[len(SPEC_PREFIX) :]: value for key, value in record.items() if not _is_nan(value)}
-        )
+        specs.append({key[len(SPEC_PREFIX) :]: value for key, value in record.items() if not _is_nan(value)})
     return specs
 
 
@@ -120,9 +118,7 @@ def frame_from_rows(
     return frame
 
 
-def expand_extra(
-    frame: pd.DataFrame, wanted: Sequence[str] | None = None
-) -> tuple[pd.DataFrame, list[str]]:
+def expand_extra(frame: pd.DataFrame, wanted: Sequence[str] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Replace the JSON `extra` column by one column per key; return the frame and those keys.
 
     With `wanted`, only those keys become columns (a wanted key no row holds is left out; the

@@ -113,16 +113,11 @@ class RunWriter:
         try:
             self.close()
         except Exception as flush_error:  # never hide the error that ended the block
-            exc.add_note(
-                f"gradientflow: flushing the buffered rows of run {self.run_id!r} "
-                f"also failed: {flush_error}"
-            )
+            exc.add_note(f"gradientflow: flushing the buffered rows of run {self.run_id!r} also failed: {flush_error}")
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StoreError(
-                f"the writer of run {self.run_id!r} is closed; ask the store for a new one"
-            )
+            raise StoreError(f"the writer of run {self.run_id!r} is closed; ask the store for a new one")
 
     def _flush_if_full(self) -> None:
         if self.pending_rows >= self.flush_rows:

@@ -57,7 +57,9 @@ def bn_backward_spec(steps: int = 5, seed: int = 0) -> ExperimentSpec:
     )
 
 
-def _row(layer: str, step: int, x: np.ndarray, grad_y: np.ndarray, grad_x: np.ndarray, gamma: np.ndarray, eps: float) -> dict[str, Any]:
+def _row(
+    layer: str, step: int, x: np.ndarray, grad_y: np.ndarray, grad_x: np.ndarray, gamma: np.ndarray, eps: float
+) -> dict[str, Any]:
     parts = decompose_bn_gradient(grad_y, x, gamma, eps)
     x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)  # (batch, units)
 

@@ -6,8 +6,8 @@ minute on two cores, using the offline default data. Nothing is stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 
@@ -27,7 +27,14 @@ def demo_spec(norm: str, steps: int = 400, seed: int = 0) -> ExperimentSpec:
     return from_dict(
         {
             "name": f"demo-{norm}",
-            "model": {"arch": "mlp", "depth": 6, "width": 100, "activation": "sigmoid", "norm": norm, "init": "pytorch_default"},
+            "model": {
+                "arch": "mlp",
+                "depth": 6,
+                "width": 100,
+                "activation": "sigmoid",
+                "norm": norm,
+                "init": "pytorch_default",
+            },
             "data": {"name": "mnist5k", "batch_size": 60},
             "optim": {"name": "sgd", "lr": 0.1},
             "train": {"steps": steps, "eval_every": steps, "seed": seed},

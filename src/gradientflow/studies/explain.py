@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -32,7 +33,16 @@ from ..spec import ExperimentSpec, ResolvedRun, from_dict
 from ..store import Store
 from .bn_backward import autograd_error, measure_bn_gradients
 
-__all__ = ["Mode", "Experiment", "ExplainResult", "study", "run_study", "compute_findings", "explain", "write_fallback_html"]
+__all__ = [
+    "Mode",
+    "Experiment",
+    "ExplainResult",
+    "study",
+    "run_study",
+    "compute_findings",
+    "explain",
+    "write_fallback_html",
+]
 
 Mode = Literal["tiny", "quick", "full"]
 MODES: tuple[str, ...] = ("tiny", "quick", "full")
@@ -67,7 +77,9 @@ _BUDGETS: dict[str, _Budget] = {
 }
 
 
-def _spec(name: str, model: dict[str, Any], steps: int, every: int, sweep: dict[str, Any], batch: int = 60, lr: float = 0.1) -> ExperimentSpec:
+def _spec(
+    name: str, model: dict[str, Any], steps: int, every: int, sweep: dict[str, Any], batch: int = 60, lr: float = 0.1
+) -> ExperimentSpec:
     return from_dict(
         {
             "name": f"explain-{name}",
@@ -89,32 +101,75 @@ def study(mode: Mode = "quick") -> list[Experiment]:
     seeds = list(b.seeds)
     return [
         Experiment(
-            "vanishing", "sigmoid/tanh MLPs by depth, with and without BN, PyTorch default init",
-            _spec("vanishing", {}, b.steps, b.every, {"model.activation": ["sigmoid", "tanh"], "model.depth": list(b.depths), "model.norm": ["none", "batch"], "seeds": seeds}),
+            "vanishing",
+            "sigmoid/tanh MLPs by depth, with and without BN, PyTorch default init",
+            _spec(
+                "vanishing",
+                {},
+                b.steps,
+                b.every,
+                {
+                    "model.activation": ["sigmoid", "tanh"],
+                    "model.depth": list(b.depths),
+                    "model.norm": ["none", "batch"],
+                    "seeds": seeds,
+                },
+            ),
             (1, 2, 3, 8),
         ),
         Experiment(
-            "saturation", "depth-5 sigmoid/tanh MLPs with N(0,1) weights, with and without BN",
-            _spec("saturation", {"depth": 5, "init": "small_gaussian", "init_std": 1.0}, b.steps, b.every, {"model.activation": ["sigmoid", "tanh"], "model.norm": ["none", "batch"], "seeds": seeds}),
+            "saturation",
+            "depth-5 sigmoid/tanh MLPs with N(0,1) weights, with and without BN",
+            _spec(
+                "saturation",
+                {"depth": 5, "init": "small_gaussian", "init_std": 1.0},
+                b.steps,
+                b.every,
+                {"model.activation": ["sigmoid", "tanh"], "model.norm": ["none", "batch"], "seeds": seeds},
+            ),
             (2, 3, 8),
         ),
         Experiment(
-            "drift", "3 x 100 sigmoid MLP, N(0, 0.01^2) init, lr 0.5 (BN paper Fig. 1 setting)",
-            _spec("drift", {"depth": 3, "init": "small_gaussian", "init_std": 0.01}, b.drift_steps, b.every, {"model.norm": ["none", "batch"], "seeds": seeds}, lr=0.5),
+            "drift",
+            "3 x 100 sigmoid MLP, N(0, 0.01^2) init, lr 0.5 (BN paper Fig. 1 setting)",
+            _spec(
+                "drift",
+                {"depth": 3, "init": "small_gaussian", "init_std": 0.01},
+                b.drift_steps,
+                b.every,
+                {"model.norm": ["none", "batch"], "seeds": seeds},
+                lr=0.5,
+            ),
             (4,),
         ),
         Experiment(
-            "learning-rate", "depth-5 sigmoid MLP, learning-rate sweep, with and without BN",
-            _spec("learning-rate", {"depth": 5}, b.steps, b.every, {"model.norm": ["none", "batch"], "optim.lr": list(b.lrs), "seeds": seeds}),
+            "learning-rate",
+            "depth-5 sigmoid MLP, learning-rate sweep, with and without BN",
+            _spec(
+                "learning-rate",
+                {"depth": 5},
+                b.steps,
+                b.every,
+                {"model.norm": ["none", "batch"], "optim.lr": list(b.lrs), "seeds": seeds},
+            ),
             (5,),
         ),
         Experiment(
-            "bn-relu-depth", "plain BN-ReLU MLPs, width 256, batch 32, at initialization",
-            _spec("bn-relu-depth", {"activation": "relu", "norm": "batch", "width": 256}, 1, 1, {"model.depth": list(b.relu_depths), "seeds": [0, 1]}, batch=32),
+            "bn-relu-depth",
+            "plain BN-ReLU MLPs, width 256, batch 32, at initialization",
+            _spec(
+                "bn-relu-depth",
+                {"activation": "relu", "norm": "batch", "width": 256},
+                1,
+                1,
+                {"model.depth": list(b.relu_depths), "seeds": [0, 1]},
+                batch=32,
+            ),
             (6,),
         ),
         Experiment(
-            "weight-scale", "3 x 100 BN sigmoid MLP with initial weights scaled by a, at initialization",
+            "weight-scale",
+            "3 x 100 BN sigmoid MLP with initial weights scaled by a, at initialization",
             _spec("weight-scale", {"depth": 3, "norm": "batch"}, 1, 1, {"model.weight_scale": [0.1, 1.0, 10.0]}),
             (7,),
         ),
@@ -147,7 +202,9 @@ def _cost(run: ResolvedRun) -> int:
     return run.spec.train.steps * run.spec.model.depth * run.spec.model.width
 
 
-def run_study(experiments: Sequence[Experiment], db: str | Path, workers: int = 2, events: RunnerEvents | None = None) -> StudyRun:
+def run_study(
+    experiments: Sequence[Experiment], db: str | Path, workers: int = 2, events: RunnerEvents | None = None
+) -> StudyRun:
     """Run every experiment's runs not yet finished in `db`, in one pool of `workers` processes."""
     events = events or RunnerEvents()
     per_experiment: dict[str, list[ResolvedRun]] = {}
@@ -156,7 +213,10 @@ def run_study(experiments: Sequence[Experiment], db: str | Path, workers: int = 
         runs, missing = plan(experiment.spec, db)
         per_experiment[experiment.key] = runs
         todo.update((r.run_id, r) for r in missing)
-    done = StudyRun(per_experiment, [r for r in dict.fromkeys(r.run_id for rs in per_experiment.values() for r in rs) if r not in todo])
+    done = StudyRun(
+        per_experiment,
+        [r for r in dict.fromkeys(r.run_id for rs in per_experiment.values() for r in rs) if r not in todo],
+    )
     ordered = sorted(todo.values(), key=_cost, reverse=True)  # longest first: the pool ends together
     check_data(ordered)  # a missing data set fails here, before any run starts
     done.outcomes.update(execute_runs(ordered, db, workers, events))
@@ -179,7 +239,9 @@ def measure_backward(mode: Mode = "quick") -> BackwardMeasurements:
     return BackwardMeasurements(autograd_error(), measure_bn_gradients(_BUDGETS[mode].backward_steps))
 
 
-def compute_findings(store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None = None) -> list[Finding]:
+def compute_findings(
+    store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None = None
+) -> list[Finding]:
     """The findings of claims 1-8 from the stored runs (and claim 9 when `backward` is given)."""
     from ..spec import expand
 
@@ -250,7 +312,14 @@ class ExplainResult:
     seconds: dict[str, float]
 
 
-def explain(output: Path, db: Path | None = None, mode: Mode = "quick", workers: int = 2, events: RunnerEvents | None = None, on_stage: Callable[[str], None] | None = None) -> ExplainResult:
+def explain(
+    output: Path,
+    db: Path | None = None,
+    mode: Mode = "quick",
+    workers: int = 2,
+    events: RunnerEvents | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> ExplainResult:
     """Run the study in `mode`, check the claims, write ``output/index.html``; see `ExplainResult`."""
     stage = on_stage or (lambda text: None)
     db = db or output / "explain.db"
@@ -277,7 +346,9 @@ def explain(output: Path, db: Path | None = None, mode: Mode = "quick", workers:
         except ImportError:
             render_report = None
         if render_report is not None:
-            render_report(store, study_run.run_ids, path, findings=findings, title=TITLE, intro_html=INTRO.format(mode=mode))
+            render_report(
+                store, study_run.run_ids, path, findings=findings, title=TITLE, intro_html=INTRO.format(mode=mode)
+            )
         else:
             write_fallback_html(findings, path, TITLE)
     seconds["report"] = time.perf_counter() - start

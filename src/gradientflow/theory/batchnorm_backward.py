@@ -58,9 +58,7 @@ def _check_inputs(x: np.ndarray, gamma: np.ndarray, eps: float) -> None:
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError(f"x has shape {x.shape}; batch norm needs (batch >= 2, features)")
     if gamma.shape != (x.shape[1],):
-        raise ValueError(
-            f"gamma has shape {gamma.shape}; x has shape {x.shape}, so gamma needs ({x.shape[1]},)"
-        )
+        raise ValueError(f"gamma has shape {gamma.shape}; x has shape {x.shape}, so gamma needs ({x.shape[1]},)")
     if not eps >= 0:
         raise ValueError(f"eps={eps!r} must be >= 0")
 
@@ -79,9 +77,7 @@ def batchnorm_forward(
     return gamma * x_hat + beta, BatchNormCache(x_centered, x_hat, variance, gamma, float(eps))
 
 
-def batchnorm_backward(
-    grad_y: np.ndarray, cache: BatchNormCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def batchnorm_backward(grad_y: np.ndarray, cache: BatchNormCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (dL/dx (batch, features), dL/dgamma (features,), dL/dbeta (features,)) from dL/dy.
 
     Ioffe & Szegedy (2015), section 3, term by term (m = batch size):

@@ -128,9 +128,7 @@ def _default_samples(batch_size: int) -> int:
 
 
 @lru_cache(maxsize=1024)
-def bn_gradient_growth(
-    activation: str, batch_size: int, samples: int | None = None, seed: int = 0
-) -> float:
+def bn_gradient_growth(activation: str, batch_size: int, samples: int | None = None, seed: int = 0) -> float:
     """Return lambda(B): the factor by which the mean squared gradient grows per layer, going
     down a wide Linear -> BN -> phi network at initialization (Yang et al. 2019). Unitless;
     the per-layer grad_rms ratio is sqrt(lambda). Independent of sigma_w2 and sigma_b2.

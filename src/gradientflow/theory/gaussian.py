@@ -62,9 +62,7 @@ def _panel_rule(q: float) -> tuple[np.ndarray, np.ndarray]:
     return z.ravel(), w.ravel()
 
 
-def gaussian_expectation(
-    function: Callable[[np.ndarray], np.ndarray], q: float, *, smooth: bool = True
-) -> float:
+def gaussian_expectation(function: Callable[[np.ndarray], np.ndarray], q: float, *, smooth: bool = True) -> float:
     """Return E[function(sqrt(q) z)] for z ~ N(0, 1), in the units of `function`'s output.
 
     `q` is a variance (>= 0; inf is taken as a very large q). Pass ``smooth=False`` when

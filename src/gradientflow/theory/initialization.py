@@ -21,9 +21,7 @@ INITIALIZATIONS: dict[str, str] = {
 }
 
 
-def init_sigma_w2(
-    init: str, fan_in: int, fan_out: int | None = None, std: float | None = None
-) -> float:
+def init_sigma_w2(init: str, fan_in: int, fan_out: int | None = None, std: float | None = None) -> float:
     """Return sigma_w2 = fan_in * Var(W_ij) for one layer initialized with `init` (unitless).
 
     `std` is required by ``small_gaussian`` (its standard deviation), `fan_out` by ``glorot_*``

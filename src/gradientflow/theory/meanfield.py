@@ -66,9 +66,7 @@ def variance_map(q: float, activation: str, sigma_w2: float, sigma_b2: float) ->
 
 
 @lru_cache(maxsize=4096)
-def variance_fixed_point(
-    activation: str, sigma_w2: float, sigma_b2: float, q0: float = 1.0
-) -> float:
+def variance_fixed_point(activation: str, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> float:
     """Return q*, the fixed point of `variance_map` reached by iterating it from q0.
 
     Every registered phi^2 grows with |x|, so the map is increasing and iterating it from q0 moves
@@ -119,9 +117,7 @@ def chi1(activation: str, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> 
 
 
 @lru_cache(maxsize=256)
-def critical_sigma_w2(
-    activation: str, sigma_b2: float = 0.0, low: float = 1e-2, high: float = 1e4
-) -> float:
+def critical_sigma_w2(activation: str, sigma_b2: float = 0.0, low: float = 1e-2, high: float = 1e4) -> float:
     """Return the weight variance sigma_w2 at which chi_1 = 1 (the edge of chaos) for this bias
     variance: the first crossing of chi_1 - 1 from below on a geometric grid over [low, high],
     polished with Brent's method. E.g. tanh with sigma_b2 = 0.05 gives about 1.761 (Schoenholz et

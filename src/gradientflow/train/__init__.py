@@ -7,4 +7,14 @@ from .batches import BatchOrder, EnsembleBatches
 from .ensemble import evaluate_members, group_key, train_group
 from .loop import TrainCallbacks, evaluate, make_optimizer, train
 
-__all__ = ["TrainCallbacks", "train", "make_optimizer", "evaluate", "BatchOrder", "EnsembleBatches", "group_key", "train_group", "evaluate_members"]
+__all__ = [
+    "TrainCallbacks",
+    "train",
+    "make_optimizer",
+    "evaluate",
+    "BatchOrder",
+    "EnsembleBatches",
+    "group_key",
+    "train_group",
+    "evaluate_members",
+]

@@ -5,7 +5,7 @@ No DataLoader: the data set is one tensor per split in memory, and a batch is a 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -54,7 +54,9 @@ class EnsembleBatches:
     per-epoch reshuffled copy per member would cost members times the data set's memory.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: Sequence[int], examples: int | None = None) -> None:
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seeds: Sequence[int], examples: int | None = None
+    ) -> None:
         self.examples = len(x) if examples is None else examples
         _check_batch_size(batch_size, self.examples)
         self.x, self.y, self.batch_size = x, y, batch_size
@@ -68,7 +70,9 @@ class EnsembleBatches:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the next batch of every member: inputs ``(members, batch, ...)``, labels ``(members, batch)``."""
         if self._position >= self.per_epoch:
-            self._orders = torch.stack([torch.randperm(self.examples, generator=g) for g in self.generators])  # (members, examples)
+            self._orders = torch.stack(
+                [torch.randperm(self.examples, generator=g) for g in self.generators]
+            )  # (members, examples)
             self._position = 0
         start = self._position * self.batch_size
         self._position += 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +48,12 @@ def group_key(spec: ExperimentSpec) -> str | None:
     the same key differ only in seed, lr, momentum, weight decay and initialization.
     """
     model = spec.model
-    if model.arch != "mlp" or model.norm not in GROUPABLE_NORMS or spec.optim.name not in GROUPABLE_OPTIMIZERS or spec.probe.histograms:
+    if (
+        model.arch != "mlp"
+        or model.norm not in GROUPABLE_NORMS
+        or spec.optim.name not in GROUPABLE_OPTIMIZERS
+        or spec.probe.histograms
+    ):
         return None
     shared = {
         "model": model.model_dump(mode="json", include=_STRUCTURE),
@@ -68,7 +73,12 @@ class _GroupData:
         self.shared = all(d is first or _same_data(d, first) for d in datasets[1:])
         self.input_shape, self.num_classes = first.input_shape, first.num_classes
         if self.shared:
-            self.train_x, self.train_y, self.test_x, self.test_y = first.train_x, first.train_y, first.test_x, first.test_y
+            self.train_x, self.train_y, self.test_x, self.test_y = (
+                first.train_x,
+                first.train_y,
+                first.test_x,
+                first.test_y,
+            )
         else:
             self.train_x = torch.stack([d.train_x for d in datasets])  # (members, n_train, ...)
             self.train_y = torch.stack([d.train_y for d in datasets])  # (members, n_train)
@@ -86,7 +96,9 @@ class _GroupData:
         """Keep the data of the members at positions `members` (nothing to do when shared)."""
         if not self.shared:
             index = torch.as_tensor(list(members), dtype=torch.long)
-            self.train_x, self.train_y, self.test_x, self.test_y = (t.index_select(0, index) for t in (self.train_x, self.train_y, self.test_x, self.test_y))
+            self.train_x, self.train_y, self.test_x, self.test_y = (
+                t.index_select(0, index) for t in (self.train_x, self.train_y, self.test_x, self.test_y)
+            )
 
 
 def _same_data(a: Dataset, b: Dataset) -> bool:
@@ -95,7 +107,9 @@ def _same_data(a: Dataset, b: Dataset) -> bool:
 
 
 @torch.inference_mode()
-def evaluate_members(model: EnsembleMLP, x: torch.Tensor, y: torch.Tensor, batch_size: int, shared: bool) -> tuple[np.ndarray, np.ndarray]:
+def evaluate_members(
+    model: EnsembleMLP, x: torch.Tensor, y: torch.Tensor, batch_size: int, shared: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Return each member's (mean cross-entropy in nats, accuracy as a fraction), two ``(members,)`` arrays.
 
     `x`, `y` are ``(examples, ...)``, ``(examples,)`` seen by every member when `shared`, else
@@ -153,7 +167,16 @@ def _rows(model: EnsembleMLP) -> list[RowInfo]:
             name = activation_name(model.activations[layer.index])
             rows.append(RowInfo(position, layer.name, position, "activation", layer.module_type, name))
         else:
-            rows.append(RowInfo(position, layer.name, position, "norm" if layer.kind == "batch" else "weight", layer.module_type, None))
+            rows.append(
+                RowInfo(
+                    position,
+                    layer.name,
+                    position,
+                    "norm" if layer.kind == "batch" else "weight",
+                    layer.module_type,
+                    None,
+                )
+            )
     return rows
 
 
@@ -163,8 +186,18 @@ class _GroupProbe:
     def __init__(self, model: EnsembleMLP, spec: ExperimentSpec, members: list[_Member]) -> None:
         probe = spec.probe
         self.model = model
-        self.probe = EnsembleProbe(_rows(model), [m.sink for m in members], every=probe.every, percentiles=probe.percentiles, flush_every=probe.flush_every)
-        self.activations = [(layer.name, rule_for_module(model.activations[layer.index], probe.saturation_eps)) for layer in model.layers if layer.kind == "activation"]
+        self.probe = EnsembleProbe(
+            _rows(model),
+            [m.sink for m in members],
+            every=probe.every,
+            percentiles=probe.percentiles,
+            flush_every=probe.flush_every,
+        )
+        self.activations = [
+            (layer.name, rule_for_module(model.activations[layer.index], probe.saturation_eps))
+            for layer in model.layers
+            if layer.kind == "activation"
+        ]
         self.norms = [layer for layer in model.layers if layer.kind == "batch"]
         self.weighted = [layer for layer in model.layers if layer.kind != "activation"]
         weights = self.weights()
@@ -173,9 +206,17 @@ class _GroupProbe:
 
     def weights(self) -> list[nn.Parameter]:
         """Return the tracked weights (Linear weights, BatchNorm gammas) in row order."""
-        return [self.model.weights[l.index] if l.kind == "linear" else self.model.gammas[l.index] for l in self.weighted]
+        return [
+            self.model.weights[w.index] if w.kind == "linear" else self.model.gammas[w.index] for w in self.weighted
+        ]
 
-    def record(self, step: int, captured: dict[str, torch.Tensor], pre_grads: Sequence[torch.Tensor], grads: dict[int, torch.Tensor]) -> None:
+    def record(
+        self,
+        step: int,
+        captured: dict[str, torch.Tensor],
+        pre_grads: Sequence[torch.Tensor],
+        grads: dict[int, torch.Tensor],
+    ) -> None:
         """Record one step; `pre_grads` follow `self.activations`, `grads` maps id(parameter) to its gradient."""
         activations = [(name, rule, captured[name].detach(), g) for (name, rule), g in zip(self.activations, pre_grads)]
         weights = self.weights()
@@ -183,8 +224,19 @@ class _GroupProbe:
         norms = []
         for layer in self.norms:
             running_mean, running_var = self.model.running_stats(layer.index)
-            norms.append((layer.name, norm_raw(captured[layer.name], self.model.gammas[layer.index], self.model.betas[layer.index], running_mean, running_var)))
-        self.probe.record(step, activations, [(l.name, r) for l, r in zip(self.weighted, raw)], norms)
+            norms.append(
+                (
+                    layer.name,
+                    norm_raw(
+                        captured[layer.name],
+                        self.model.gammas[layer.index],
+                        self.model.betas[layer.index],
+                        running_mean,
+                        running_var,
+                    ),
+                )
+            )
+        self.probe.record(step, activations, [(w.name, r) for w, r in zip(self.weighted, raw)], norms)
 
     def keep(self, members: Sequence[int]) -> None:
         self.probe.keep(members)
@@ -193,15 +245,24 @@ class _GroupProbe:
 
 def _optimizer(model: EnsembleMLP, specs: Sequence[ExperimentSpec]) -> EnsembleSGD:
     momentum = [s.optim.momentum if s.optim.name == "momentum" else 0.0 for s in specs]
-    return EnsembleSGD(model.parameter_list(), [s.optim.lr for s in specs], momentum, [s.optim.weight_decay for s in specs])
+    return EnsembleSGD(
+        model.parameter_list(), [s.optim.lr for s in specs], momentum, [s.optim.weight_decay for s in specs]
+    )
 
 
-def _evaluation_points(model: EnsembleMLP, data: _GroupData, spec: ExperimentSpec, step: int) -> list[list[MetricPoint]]:
+def _evaluation_points(
+    model: EnsembleMLP, data: _GroupData, spec: ExperimentSpec, step: int
+) -> list[list[MetricPoint]]:
     size = spec.train.eval_batch_size
     train_loss, train_acc = evaluate_members(model, data.train_x, data.train_y, size, data.shared)
     test_loss, test_acc = evaluate_members(model, data.test_x, data.test_y, size, data.shared)
     return [
-        [MetricPoint(step, "train_loss", float(a)), MetricPoint(step, "train_accuracy", float(b)), MetricPoint(step, "test_loss", float(c)), MetricPoint(step, "test_accuracy", float(d))]
+        [
+            MetricPoint(step, "train_loss", float(a)),
+            MetricPoint(step, "train_accuracy", float(b)),
+            MetricPoint(step, "test_loss", float(c)),
+            MetricPoint(step, "test_accuracy", float(d)),
+        ]
         for a, b, c, d in zip(train_loss, train_acc, test_loss, test_acc)
     ]
 
@@ -212,7 +273,9 @@ class GroupTraining:
     `train_group` drives it; benchmarks time `step` alone. `members` are those still training.
     """
 
-    def __init__(self, specs: Sequence[ExperimentSpec], datasets: Sequence[Dataset], callbacks: Sequence[TrainCallbacks]) -> None:
+    def __init__(
+        self, specs: Sequence[ExperimentSpec], datasets: Sequence[Dataset], callbacks: Sequence[TrainCallbacks]
+    ) -> None:
         if not specs or not (len(specs) == len(datasets) == len(callbacks)):
             raise TrainingError("train_group needs one data set and one TrainCallbacks per spec, and at least one spec")
         keys = {group_key(spec) for spec in specs}
@@ -221,7 +284,9 @@ class GroupTraining:
         self.spec = specs[0]
         self.members = [_Member(spec, cb) for spec, cb in zip(specs, callbacks)]
         self.everyone = list(self.members)
-        self.model = stack_members([build(s.model, d.input_shape, d.num_classes, s.train.seed) for s, d in zip(specs, datasets)])
+        self.model = stack_members(
+            [build(s.model, d.input_shape, d.num_classes, s.train.seed) for s, d in zip(specs, datasets)]
+        )
         self.model.train()
         self.data = _GroupData(datasets)
         self.optimizer = _optimizer(self.model, specs)
@@ -236,7 +301,16 @@ class GroupTraining:
 
     def step(self) -> None:
         """Train every member still training one step (members whose loss diverges end here)."""
-        self.members = _one_step(self.done, self.model, self.data, self.optimizer, self.batches, self.probe, self.members, self.spec.probe.every)
+        self.members = _one_step(
+            self.done,
+            self.model,
+            self.data,
+            self.optimizer,
+            self.batches,
+            self.probe,
+            self.members,
+            self.spec.probe.every,
+        )
         self.done += 1
 
     def close(self) -> None:
@@ -244,7 +318,9 @@ class GroupTraining:
         self.probe.probe.close()
 
 
-def train_group(specs: Sequence[ExperimentSpec], datasets: Sequence[Dataset], callbacks: Sequence[TrainCallbacks]) -> list[RunOutcome]:
+def train_group(
+    specs: Sequence[ExperimentSpec], datasets: Sequence[Dataset], callbacks: Sequence[TrainCallbacks]
+) -> list[RunOutcome]:
     """Train `specs` (one `group_key`) as one vectorized model; return each member's outcome, in order.
 
     Member i gets what ``train(specs[i], datasets[i], callbacks[i])`` would give: metrics at step 0
@@ -271,14 +347,25 @@ def train_group(specs: Sequence[ExperimentSpec], datasets: Sequence[Dataset], ca
     return [m.outcome or RunOutcome("failed", 0, message="ended without an outcome") for m in group.everyone]
 
 
-def _one_step(step: int, model: EnsembleMLP, data: _GroupData, optimizer: EnsembleSGD, batches: EnsembleBatches, probe: _GroupProbe, members: list[_Member], every: int) -> list[_Member]:
+def _one_step(
+    step: int,
+    model: EnsembleMLP,
+    data: _GroupData,
+    optimizer: EnsembleSGD,
+    batches: EnsembleBatches,
+    probe: _GroupProbe,
+    members: list[_Member],
+    every: int,
+) -> list[_Member]:
     """Train every member one step; return the members still training (those whose loss stayed finite)."""
     recorded = probe.probe.records(step)
     if recorded:
         probe.tracker.snapshot(probe.weights())
     x, y = batches.next()  # (members, batch, ...), (members, batch)
     logits, captured = model(x, capture=recorded)  # (members, batch, classes)
-    losses = F.cross_entropy(logits.flatten(0, 1), y.reshape(-1), reduction="none").view(model.members, -1).mean(dim=1)  # (members,)
+    losses = (
+        F.cross_entropy(logits.flatten(0, 1), y.reshape(-1), reduction="none").view(model.members, -1).mean(dim=1)
+    )  # (members,)
     parameters = model.parameter_list()
     pre = [captured[name] for name, _ in probe.activations] if recorded else []
     # one backward for all: member i's parameters get the gradient of member i's loss only
@@ -297,7 +384,9 @@ def _one_step(step: int, model: EnsembleMLP, data: _GroupData, optimizer: Ensemb
     survivors = [i for i in range(len(members)) if i not in diverged]
     probe.keep(survivors)  # hands every member's rows over first: a diverged member's last rows explain it
     for i in diverged:
-        members[i].end(RunOutcome("diverged", step, diverged_at=step, message=f"loss became {values[i]} at step {step}"))
+        members[i].end(
+            RunOutcome("diverged", step, diverged_at=step, message=f"loss became {values[i]} at step {step}")
+        )
     if survivors:
         for part in (model, optimizer, batches, data):
             part.keep(survivors)

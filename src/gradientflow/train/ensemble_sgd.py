@@ -7,7 +7,7 @@ lr, momentum and weight decay (dampening 0, no Nesterov): ``d = g + wd * p``; wi
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -17,7 +17,13 @@ __all__ = ["EnsembleSGD"]
 class EnsembleSGD:
     """Updates parameters shaped ``(members, ...)`` in place from gradients of the same shapes."""
 
-    def __init__(self, parameters: Sequence[torch.Tensor], lr: Sequence[float], momentum: Sequence[float], weight_decay: Sequence[float]) -> None:
+    def __init__(
+        self,
+        parameters: Sequence[torch.Tensor],
+        lr: Sequence[float],
+        momentum: Sequence[float],
+        weight_decay: Sequence[float],
+    ) -> None:
         self.parameters = list(parameters)
         self.lr = torch.tensor(list(lr), dtype=torch.float32)  # (members,)
         self.momentum = torch.tensor(list(momentum), dtype=torch.float32)  # (members,)
@@ -65,6 +71,8 @@ class EnsembleSGD:
         The parameters themselves are compacted by their owner (`EnsembleMLP.keep`), in place.
         """
         index = torch.as_tensor(list(members), dtype=torch.long)
-        self.lr, self.momentum, self.weight_decay = (t.index_select(0, index) for t in (self.lr, self.momentum, self.weight_decay))
+        self.lr, self.momentum, self.weight_decay = (
+            t.index_select(0, index) for t in (self.lr, self.momentum, self.weight_decay)
+        )
         self.buffers = [None if b is None else b.index_select(0, index) for b in self.buffers]
         self._refresh()

@@ -7,8 +7,8 @@ it goes (the store) and the CLI decides what is shown (progress bars).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -29,7 +29,7 @@ __all__ = ["TrainCallbacks", "train", "make_optimizer", "evaluate"]
 class TrainCallbacks:
     """Where the trainer's measurements go; every callback is optional."""
 
-    on_layer_stats: Callable[[pd.DataFrame, "pd.DataFrame | None"], None] | None = None
+    on_layer_stats: Callable[[pd.DataFrame, pd.DataFrame | None], None] | None = None
     on_metrics: Callable[[list[MetricPoint]], None] | None = None
     on_progress: Callable[[int, int], None] | None = None  # (steps done, total steps)
     on_end: Callable[[RunOutcome], None] | None = None  # the run ended (after its last rows were handed over)
@@ -77,7 +77,9 @@ def _evaluation_points(model: nn.Module, dataset: Dataset, spec: ExperimentSpec,
     ]
 
 
-def train(spec: ExperimentSpec, dataset: Dataset, callbacks: TrainCallbacks | None = None, model: nn.Module | None = None) -> RunOutcome:
+def train(
+    spec: ExperimentSpec, dataset: Dataset, callbacks: TrainCallbacks | None = None, model: nn.Module | None = None
+) -> RunOutcome:
     """Train `spec`'s model on `dataset` with the probe on; return how the run ended.
 
     Metrics are evaluated at step 0 (initialization) and after every ``train.eval_every``
@@ -125,7 +127,9 @@ def train(spec: ExperimentSpec, dataset: Dataset, callbacks: TrainCallbacks | No
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 probe.step()  # keep this step's statistics: they show where it blew up
-                outcome = RunOutcome("diverged", step, diverged_at=step, message=f"loss became {loss_value} at step {step}")
+                outcome = RunOutcome(
+                    "diverged", step, diverged_at=step, message=f"loss became {loss_value} at step {step}"
+                )
                 break
             optimizer.step()
             if probe_spec.every and step % probe_spec.every == 0:

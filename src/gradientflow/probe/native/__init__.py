@@ -15,8 +15,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -53,7 +53,9 @@ def _compile(target: Path) -> bool:
     handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(handle)
     try:
-        result = subprocess.run([compiler, *_FLAGS, "-o", partial, str(_SOURCE), "-lm"], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [compiler, *_FLAGS, "-o", partial, str(_SOURCE), "-lm"], capture_output=True, text=True, timeout=120
+        )
         if result.returncode != 0:
             return False
         os.replace(partial, target)
@@ -69,27 +71,99 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     pointers, i64, f64, c_int = ctypes.POINTER(ctypes.c_void_p), ctypes.c_int64, ctypes.c_double, ctypes.c_int
     lib.gf_pre_activation_stats.restype = None
     lib.gf_pre_activation_stats.argtypes = [
-        pointers, i64, i64, i64, i64, ctypes.c_void_p, c_int, f64, c_int, f64, c_int, ctypes.c_void_p, ctypes.c_void_p, c_int,
+        pointers,
+        i64,
+        i64,
+        i64,
+        i64,
+        ctypes.c_void_p,
+        c_int,
+        f64,
+        c_int,
+        f64,
+        c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        c_int,
     ]
     lib.gf_sum_sumsq.restype = None
     lib.gf_sum_sumsq.argtypes = [pointers, i64, i64, ctypes.c_void_p, c_int]
     lib.gf_unit_moments.restype = None
     lib.gf_unit_moments.argtypes = [pointers, i64, i64, i64, i64, ctypes.c_void_p, ctypes.c_void_p, c_int]
     lib.gf_snapshot.restype = None
-    lib.gf_snapshot.argtypes = [pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int]
+    lib.gf_snapshot.argtypes = [
+        pointers,
+        pointers,
+        ctypes.c_void_p,
+        pointers,
+        ctypes.c_void_p,
+        i64,
+        ctypes.c_void_p,
+        c_int,
+    ]
     lib.gf_update.restype = None
-    lib.gf_update.argtypes = [pointers, pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, ctypes.c_void_p, c_int]
+    lib.gf_update.argtypes = [
+        pointers,
+        pointers,
+        pointers,
+        ctypes.c_void_p,
+        pointers,
+        ctypes.c_void_p,
+        i64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        c_int,
+    ]
     lib.gf_weight_table.restype = None
     lib.gf_weight_table.argtypes = [
-        pointers, pointers, pointers, ctypes.c_void_p, pointers, ctypes.c_void_p, i64, ctypes.c_void_p, c_int, ctypes.c_void_p, ctypes.c_void_p, c_int,
+        pointers,
+        pointers,
+        pointers,
+        ctypes.c_void_p,
+        pointers,
+        ctypes.c_void_p,
+        i64,
+        ctypes.c_void_p,
+        c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        c_int,
     ]
     lib.gf_order_stats.restype = None
-    lib.gf_order_stats.argtypes = [pointers, i64, ctypes.c_void_p, i64, ctypes.c_void_p, i64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.gf_order_stats.argtypes = [
+        pointers,
+        i64,
+        ctypes.c_void_p,
+        i64,
+        ctypes.c_void_p,
+        i64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
     address = ctypes.c_void_p
     lib.gf_activation_stats.restype = None
     lib.gf_activation_stats.argtypes = [
-        pointers, i64, address, i64, address, i64, i64, address, address, address, i64, i64, i64,
-        c_int, f64, c_int, f64, c_int, address, address, c_int,
+        pointers,
+        i64,
+        address,
+        i64,
+        address,
+        i64,
+        i64,
+        address,
+        address,
+        address,
+        i64,
+        i64,
+        i64,
+        c_int,
+        f64,
+        c_int,
+        f64,
+        c_int,
+        address,
+        address,
+        c_int,
     ]
     return lib
 
@@ -108,7 +182,9 @@ def library() -> ctypes.CDLL | None:
     if os.environ.get(NATIVE_ENV, "1").strip().lower() in ("0", "false", "off", "no"):
         return None
     # -march=native code may not run on another CPU sharing this home folder: key by the CPU too
-    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + _cpu_signature().encode()).hexdigest()[:16]
+    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_FLAGS).encode() + _cpu_signature().encode()).hexdigest()[
+        :16
+    ]
     target = cache_dir() / digest / "libgfprobe.so"
     if not target.exists() and not _compile(target):
         return None

@@ -9,9 +9,9 @@ runner ``events``; `page.write_page` and the CLI turn the result into a page and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ...data import load_dataset
 from ...errors import DataError

@@ -30,7 +30,17 @@ from ...train import BatchOrder, evaluate, make_optimizer
 from .base import Comparison, ReproductionContext, ReproductionResult, choose_mnist
 from .glorot2010_figures import draw_activations, draw_jacobians
 
-__all__ = ["VARIANTS", "EARLY_STEP", "SATURATED_MEAN", "Trace", "variant_spec", "checkpoints", "activation_trace", "jacobian_singular_values", "reproduce"]
+__all__ = [
+    "VARIANTS",
+    "EARLY_STEP",
+    "SATURATED_MEAN",
+    "Trace",
+    "variant_spec",
+    "checkpoints",
+    "activation_trace",
+    "jacobian_singular_values",
+    "reproduce",
+]
 
 #: name -> (model.init, model.norm): the paper's net, its normalized init, and BN before each sigmoid.
 VARIANTS: dict[str, tuple[str, str]] = {
@@ -68,7 +78,15 @@ def variant_spec(variant: str, dataset: str, steps: int, activation: str = "sigm
     return from_dict(
         {
             "name": f"glorot2010-{variant.replace(' + ', '-').lower()}",
-            "model": {"arch": "mlp", "depth": 4, "width": 1000, "activation": activation, "init": init, "norm": norm, "bias_init": 0.0},
+            "model": {
+                "arch": "mlp",
+                "depth": 4,
+                "width": 1000,
+                "activation": activation,
+                "init": init,
+                "norm": norm,
+                "bias_init": 0.0,
+            },
             "data": {"name": dataset, "batch_size": 10},
             "optim": {"name": "sgd", "lr": _LR},
             "train": {"steps": steps, "eval_every": steps, "seed": 0},
@@ -80,7 +98,7 @@ def checkpoints(steps: int, count: int) -> list[int]:
     """Steps at which activations are measured: 0, then about `count` steps spaced geometrically
     from 10 to `steps` (always including EARLY_STEP when within range and `steps` itself)."""
     points = {0, steps, *np.unique(np.geomspace(10, steps, count).round().astype(int)).tolist()}
-    if EARLY_STEP <= steps:
+    if steps >= EARLY_STEP:
         points.add(EARLY_STEP)
     return sorted(int(p) for p in points)
 
@@ -107,7 +125,10 @@ def _layer_outputs(model: nn.Module, x: torch.Tensor, inputs: bool = False) -> l
     """Each activation module's output (or input) on `x`, with the model in eval mode (BN uses its
     running statistics, as at test time)."""
     captured: list[torch.Tensor] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: captured.append((i[0] if inputs else o).detach())) for m in _activation_modules(model)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: captured.append((i[0] if inputs else o).detach()))
+        for m in _activation_modules(model)
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -153,7 +174,9 @@ def jacobian_singular_values(spec: ExperimentSpec, examples: int, data_dir: str 
     model = build(spec.model, dataset.input_shape, dataset.num_classes, spec.train.seed)
     pre = _layer_outputs(model, dataset.test_x[:examples], inputs=True)  # pre-activations, (examples, width) each
     weights = [m.weight.detach().double() for n, m in model.named_modules() if n.startswith("fc")]
-    slope = {"tanh": lambda s: 1 - torch.tanh(s) ** 2, "sigmoid": lambda s: torch.sigmoid(s) * (1 - torch.sigmoid(s))}[spec.model.activation]
+    slope = {"tanh": lambda s: 1 - torch.tanh(s) ** 2, "sigmoid": lambda s: torch.sigmoid(s) * (1 - torch.sigmoid(s))}[
+        spec.model.activation
+    ]
     values = np.zeros(len(weights) - 1)
     for layer in range(1, len(weights)):
         for example in range(examples):
@@ -198,7 +221,14 @@ def _comparisons(traces: dict[str, Trace], jacobians: dict[tuple[str, str], np.n
         paper = PAPER_JACOBIAN.get(variant) if activation == "tanh" else None
         ours = f"{values.mean():.3f} (layers: {', '.join(f'{v:.3f}' for v in values)})"
         if paper is None:
-            rows.append(Comparison(f"mean singular value of layer Jacobians at init, {activation}, {variant}", "not in the paper (added)", ours, None))
+            rows.append(
+                Comparison(
+                    f"mean singular value of layer Jacobians at init, {activation}, {variant}",
+                    "not in the paper (added)",
+                    ours,
+                    None,
+                )
+            )
             continue
         rows.append(Comparison(
             f"mean singular value of layer Jacobians at init, {activation}, {variant}", f"about {paper}", ours,
@@ -214,7 +244,9 @@ def _saturation_notes(traces: dict[str, Trace]) -> list[str]:
     if len(early) < 2:
         return []
     shown = ", ".join(f"{v} {m:.3f}" for v, m in early.items())
-    return [f"Top-layer mean at step {EARLY_STEP}: {shown}. Saturated near 0 (< {SATURATED_MEAN}): {', '.join(saturated) or 'none'}."]
+    return [
+        f"Top-layer mean at step {EARLY_STEP}: {shown}. Saturated near 0 (< {SATURATED_MEAN}): {', '.join(saturated) or 'none'}."
+    ]
 
 
 def reproduce(context: ReproductionContext) -> ReproductionResult:
@@ -228,7 +260,9 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
         traces: dict[str, Trace] = {}
         for variant in b.variants:
             context.on_stage(f"training {variant}: {b.steps} steps of mini-batch 10")
-            traces[variant] = activation_trace(variant_spec(variant, dataset, b.steps), variant, data_dir, b.checkpoints)
+            traces[variant] = activation_trace(
+                variant_spec(variant, dataset, b.steps), variant, data_dir, b.checkpoints
+            )
         context.on_stage("Jacobian singular values at init")
         jacobians = {
             (activation, variant): jacobian_singular_values(variant_spec(variant, dataset, 1, activation), b.jacobian_examples, data_dir)
@@ -236,15 +270,26 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
         }  # fmt: skip
     finally:
         torch.set_num_threads(threads)
-    figures = [draw_activations(traces, context.figure_dir / "activations.png"), draw_jacobians(jacobians, PAPER_JACOBIAN, context.figure_dir / "jacobians.png")]
-    notes = [f"Test accuracy after {b.steps} steps: " + ", ".join(f"{v} {t.test_accuracy:.3f}" for v, t in traces.items()) + "."]
+    figures = [
+        draw_activations(traces, context.figure_dir / "activations.png"),
+        draw_jacobians(jacobians, PAPER_JACOBIAN, context.figure_dir / "jacobians.png"),
+    ]
+    notes = [
+        f"Test accuracy after {b.steps} steps: "
+        + ", ".join(f"{v} {t.test_accuracy:.3f}" for v, t in traces.items())
+        + "."
+    ]
     stuck = [v for v, t in traces.items() if t.test_accuracy < 0.2]
     if stuck:
-        notes.append(f"Still at chance level (10 classes) after {b.steps} steps: {', '.join(stuck)}; the plateau the paper attributes to the saturated top layer, whose outputs near 0 leave the softmax to its biases.")
+        notes.append(
+            f"Still at chance level (10 classes) after {b.steps} steps: {', '.join(stuck)}; the plateau the paper attributes to the saturated top layer, whose outputs near 0 leave the softmax to its biases."
+        )
     notes += _saturation_notes(traces)
     notes.append("Training time per variant: " + ", ".join(f"{v} {t.seconds:.0f} s" for v, t in traces.items()) + ".")
     if context.quick:
-        notes.append("Quick variant: the standard init only, and tanh Jacobians on one example; run without --quick for all variants.")
+        notes.append(
+            "Quick variant: the standard init only, and tanh Jacobians on one example; run without --quick for all variants."
+        )
     settings = {
         "learning rate": f"{_LR} (plain SGD; the paper tuned it per model and does not list it)",
         "training length": f"{b.steps} updates of mini-batch 10 ({b.steps * 10:,} examples); the paper trained for far longer on Shapeset-3x2",

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .page import save_figure  # noqa: E402
+from .page import save_figure
 
 if TYPE_CHECKING:
     from .glorot2010 import Trace
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["draw_activations", "draw_jacobians"]
 
 
-def draw_activations(traces: dict[str, "Trace"], path: Path) -> Path:
+def draw_activations(traces: dict[str, Trace], path: Path) -> Path:
     """Figure 2 of the paper, one panel per variant: each hidden layer's mean sigmoid output over
     training (line) with +- one std (band), on 300 fixed test examples. Returns `path`."""
     figure, axes = plt.subplots(1, len(traces), figsize=(5.2 * len(traces), 4.2), squeeze=False, sharey=True)

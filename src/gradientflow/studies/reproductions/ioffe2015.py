@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -31,9 +31,23 @@ from ...store import Store
 from .base import Comparison, ReproductionContext, ReproductionResult, choose_mnist, run_observed
 
 __all__ = [
-    "Setting", "Budget", "BUDGETS", "TITLE", "CITATION", "PERCENTILES", "observe_unit", "setting_spec",
-    "window_drift", "accuracy_at", "steps_to_reach", "unit_percentiles", "layer_percentiles", "unit_metric",
-    "Measured", "compare", "reproduce",
+    "Setting",
+    "Budget",
+    "BUDGETS",
+    "TITLE",
+    "CITATION",
+    "PERCENTILES",
+    "observe_unit",
+    "setting_spec",
+    "window_drift",
+    "accuracy_at",
+    "steps_to_reach",
+    "unit_percentiles",
+    "layer_percentiles",
+    "unit_metric",
+    "Measured",
+    "compare",
+    "reproduce",
 ]
 
 TITLE = "Ioffe & Szegedy (2015), Figure 1: MNIST sigmoid MLP with and without batch normalization"
@@ -74,7 +88,12 @@ class Budget:
 
 BUDGETS: dict[str, Budget] = {
     # the paper's 50,000 steps for the main setting; the range is shorter to fit a few minutes
-    "full": Budget(Setting(0.5, 0.01, 50_000), (Setting(0.1, 0.01, 20_000), Setting(2.0, 0.01, 20_000), Setting(0.5, 0.1, 20_000)), 500, 50),
+    "full": Budget(
+        Setting(0.5, 0.01, 50_000),
+        (Setting(0.1, 0.01, 20_000), Setting(2.0, 0.01, 20_000), Setting(0.5, 0.1, 20_000)),
+        500,
+        50,
+    ),
     # CI: BN is far ahead at a few hundred steps and the plain net's input has started to move
     "quick": Budget(Setting(0.5, 0.01, 1_500), (), 100, 10),
 }
@@ -85,8 +104,15 @@ def setting_spec(setting: Setting, budget: Budget, dataset: str, data_dir: Path 
     return from_dict(
         {
             "name": f"ioffe2015-fig1-lr{setting.lr:g}-std{setting.init_std:g}",
-            "model": {"arch": "mlp", "depth": 3, "width": 100, "activation": "sigmoid", "init": "small_gaussian",
-                      "init_std": setting.init_std, "norm_position": "before_activation"},
+            "model": {
+                "arch": "mlp",
+                "depth": 3,
+                "width": 100,
+                "activation": "sigmoid",
+                "init": "small_gaussian",
+                "init_std": setting.init_std,
+                "norm_position": "before_activation",
+            },
             "data": {"name": dataset, "batch_size": 60, "data_dir": str(data_dir) if data_dir else None},
             "optim": {"name": "sgd", "lr": setting.lr},
             "train": {"steps": setting.steps, "eval_every": budget.eval_every},
@@ -104,7 +130,13 @@ def unit_metric(percentile: float) -> str:
     return f"unit_input_p{percentile:g}"
 
 
-def observe_unit(model: nn.Module, emit: Callable[[list[MetricPoint]], None], layer: str = LAST_HIDDEN, unit: int = UNIT, every: int = 10) -> Callable[[], None]:
+def observe_unit(
+    model: nn.Module,
+    emit: Callable[[list[MetricPoint]], None],
+    layer: str = LAST_HIDDEN,
+    unit: int = UNIT,
+    every: int = 10,
+) -> Callable[[], None]:
     """Record the 15/50/85th percentiles of unit `unit`'s input to module `layer` every `every` training steps.
 
     Percentiles are over the training mini-batch (numpy's linear interpolation), emitted as
@@ -113,7 +145,9 @@ def observe_unit(model: nn.Module, emit: Callable[[list[MetricPoint]], None], la
     """
     modules = dict(model.named_modules())
     if layer not in modules:
-        raise GradientflowError(f"observe_unit: the model has no module {layer!r}; it has {', '.join(n for n in modules if n)}")
+        raise GradientflowError(
+            f"observe_unit: the model has no module {layer!r}; it has {', '.join(n for n in modules if n)}"
+        )
     quantiles = torch.tensor([p / 100 for p in PERCENTILES])
     calls = [0]
 
@@ -217,7 +251,9 @@ def _measure(setting: Setting, runs: list[ResolvedRun], store: Store) -> Measure
                 "without this reproduction's observer; rerun with a fresh --db"
             )
     return Measured(
-        setting, ids, status,
+        setting,
+        ids,
+        status,
         {norm: _accuracy_curve(metrics, run_id) for norm, run_id in ids.items()},
         unit,
         {norm: layer_percentiles(stats, run_id) for norm, run_id in ids.items()},
@@ -236,7 +272,11 @@ def _steps(value: int | None) -> str:
 
 
 def _status_note(m: Measured) -> str:
-    odd = [f"{'BN' if norm == 'batch' else 'no-BN'} run {status}" for norm, status in m.status.items() if status != "finished"]
+    odd = [
+        f"{'BN' if norm == 'batch' else 'no-BN'} run {status}"
+        for norm, status in m.status.items()
+        if status != "finished"
+    ]
     return "; ".join(odd)
 
 
@@ -249,19 +289,33 @@ def _accuracy_rows(m: Measured, dataset: str) -> list[Comparison]:
     note = _status_note(m)
     return [
         Comparison(
-            f"(a) test accuracy at step {m.early_step:,} (a fifth of training)", "BN net higher (Fig. 1a)",
-            f"BN {_acc(early_bn)}, no BN {_acc(early_plain)}", early_bn > early_plain, "agrees if BN > no BN", note,
+            f"(a) test accuracy at step {m.early_step:,} (a fifth of training)",
+            "BN net higher (Fig. 1a)",
+            f"BN {_acc(early_bn)}, no BN {_acc(early_plain)}",
+            early_bn > early_plain,
+            "agrees if BN > no BN",
+            note,
         ),
         Comparison(
-            f"(a) steps until test accuracy >= {THRESHOLD:g}", "BN gets there sooner (Fig. 1a)",
+            f"(a) steps until test accuracy >= {THRESHOLD:g}",
+            "BN gets there sooner (Fig. 1a)",
             f"BN {_steps(reach_bn)}, no BN {_steps(reach_plain)}",
             reach_bn is not None and (reach_plain is None or reach_bn < reach_plain),
-            "agrees if BN reaches it at an earlier evaluated step", note,
+            "agrees if BN reaches it at an earlier evaluated step",
+            note,
         ),
         Comparison(
-            f"(a) test accuracy at the end (step {last:,})", "BN net higher (\"enjoys the higher test accuracy\")",
-            f"BN {_acc(final_bn)}, no BN {_acc(final_plain)}", final_bn > final_plain, "agrees if BN > no BN",
-            note or ("mnist5k's 4,000 training images cap both nets near 0.9-0.95; the paper trains on 60,000" if dataset == "mnist5k" else ""),
+            f"(a) test accuracy at the end (step {last:,})",
+            'BN net higher ("enjoys the higher test accuracy")',
+            f"BN {_acc(final_bn)}, no BN {_acc(final_plain)}",
+            final_bn > final_plain,
+            "agrees if BN > no BN",
+            note
+            or (
+                "mnist5k's 4,000 training images cap both nets near 0.9-0.95; the paper trains on 60,000"
+                if dataset == "mnist5k"
+                else ""
+            ),
         ),
     ]
 
@@ -271,7 +325,11 @@ def _drift_row(m: Measured, which: str) -> Comparison:
 
     drift = m.drift(which)
     plain, bn = drift.get("none", math.nan), drift.get("batch", math.nan)
-    what = f"one unit (#{UNIT}) of the last hidden layer" if which == "unit" else "all 100 units of the last hidden layer, pooled"
+    what = (
+        f"one unit (#{UNIT}) of the last hidden layer"
+        if which == "unit"
+        else "all 100 units of the last hidden layer, pooled"
+    )
     return Comparison(
         f"(b, c) drift of the 15/50/85th percentiles of the sigmoid input, {what}",
         "changes much over training without BN (b); stable with BN (c)",
@@ -303,7 +361,8 @@ def _range_row(m: Measured, main: Measured) -> Comparison:
     if not holds_drift:
         notes.append("the no-BN unit's input moves little here, so the drift contrast is weak")
     return Comparison(
-        f"range: {m.setting.label}, {m.setting.steps:,} steps", "BN higher sooner; unit input drifts only without BN",
+        f"range: {m.setting.label}, {m.setting.steps:,} steps",
+        "BN higher sooner; unit input drifts only without BN",
         f"accuracy at step {m.early_step:,}: BN {_acc(early['batch'])}, no BN {_acc(early['none'])}; "
         f"steps to >= {THRESHOLD:g}: BN {_steps(reach['batch'])}, no BN {_steps(reach['none'])}; "
         f"unit drift: no BN {drift['none']:.3g}, BN {drift['batch']:.3g}",
@@ -359,9 +418,16 @@ def _notes(main: Measured) -> list[str]:
             f"{first['p15']:.3g}/{first['p50']:.3g}/{first['p85']:.3g} at step {frame.index[0]:,} to "
             f"{last['p15']:.3g}/{last['p50']:.3g}/{last['p85']:.3g} at step {frame.index[-1]:,}."
         )
-    late = {norm: window_drift(frame[frame.index >= main.setting.steps // 2], WINDOWS // 2) for norm, frame in main.unit.items()}
+    late = {
+        norm: window_drift(frame[frame.index >= main.setting.steps // 2], WINDOWS // 2)
+        for norm, frame in main.unit.items()
+    }
     whole = main.drift("unit")
-    when = "Most of the no-BN drift happens in the first half of training" if late["none"] < whole["none"] / 2 else "The no-BN drift goes on through training"
+    when = (
+        "Most of the no-BN drift happens in the first half of training"
+        if late["none"] < whole["none"] / 2
+        else "The no-BN drift goes on through training"
+    )
     notes.append(
         f"{when}: over the second half ({WINDOWS // 2} windows) the unit's drift is {late['none']:.3g} without BN and "
         f"{late['batch']:.3g} with BN, against {whole['none']:.3g} and {whole['batch']:.3g} over the whole run."
@@ -395,11 +461,21 @@ def reproduce(context: ReproductionContext, budget: Budget | None = None) -> Rep
     folder = context.figure_dir
     from .ioffe2015_figures import draw_accuracy, draw_percentiles, draw_range
 
-    figures = [draw_accuracy(main, folder, paper_axis=not context.quick), draw_percentiles(main, folder, "unit"), draw_percentiles(main, folder, "layer")]
+    figures = [
+        draw_accuracy(main, folder, paper_axis=not context.quick),
+        draw_percentiles(main, folder, "unit"),
+        draw_percentiles(main, folder, "layer"),
+    ]
     if others:
         figures.append(draw_range(measured, folder))
     return ReproductionResult(
-        name=context.name, title=TITLE, citation=CITATION, comparisons=compare(main, others, dataset), figures=figures,
-        data_used=data_used, settings=_settings(budget), notes=_notes(main),
+        name=context.name,
+        title=TITLE,
+        citation=CITATION,
+        comparisons=compare(main, others, dataset),
+        figures=figures,
+        data_used=data_used,
+        settings=_settings(budget),
+        notes=_notes(main),
         run_ids=[run.run_id for group in runs.values() for run in group],
     )

@@ -73,7 +73,9 @@ def draw_range(measured: list[Measured], folder: Path) -> Path:
             frame = m.unit[norm]
             if not frame.empty:
                 bottom.plot(frame.index, frame["p50"].values, style, color=colour, linewidth=1)
-                bottom.fill_between(frame.index, frame["p15"].values, frame["p85"].values, color=colour, alpha=0.2, linewidth=0)
+                bottom.fill_between(
+                    frame.index, frame["p15"].values, frame["p85"].values, color=colour, alpha=0.2, linewidth=0
+                )
         top.set(title=m.setting.label, ylim=(0.0, 1.0))
         bottom.set(xlabel="training step")
         top.grid(alpha=0.3)

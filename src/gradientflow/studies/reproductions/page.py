@@ -15,7 +15,9 @@ from .base import ReproductionResult
 __all__ = ["write_page", "verdict_word", "save_figure", "new_figure"]
 
 
-def new_figure(columns: int = 1, rows: int = 1, width: float = 5.0, height: float = 3.6, **options: Any) -> tuple[Any, Any]:
+def new_figure(
+    columns: int = 1, rows: int = 1, width: float = 5.0, height: float = 3.6, **options: Any
+) -> tuple[Any, Any]:
     """Return (figure, axes) of a `rows` x `columns` grid, each panel `width` x `height` inches.
 
     Uses matplotlib's Agg backend (no display needed); `options` go to ``plt.subplots``.
@@ -65,7 +67,9 @@ def write_page(result: ReproductionResult, output: Path, command: str, seconds: 
     lines += [f"**{result.agreed} of {len(result.comparisons)} comparisons agree, {result.disagreed} disagree.**", ""]
     lines += ["| quantity | paper | ours | outcome | rule | note |", "|---|---|---|---|---|---|"]
     for c in result.comparisons:
-        lines.append(f"| {_cell(c.quantity)} | {_cell(c.paper)} | {_cell(c.ours)} | {verdict_word(c.agrees)} | {_cell(c.rule)} | {_cell(c.note)} |")
+        lines.append(
+            f"| {_cell(c.quantity)} | {_cell(c.paper)} | {_cell(c.ours)} | {verdict_word(c.agrees)} | {_cell(c.rule)} | {_cell(c.note)} |"
+        )
     lines.append("")
     if result.figures:
         lines += ["## Figures", ""]

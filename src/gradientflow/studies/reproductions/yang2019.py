@@ -29,7 +29,16 @@ from ..explain import Experiment, run_study
 from .base import Comparison, ReproductionContext, ReproductionResult
 from .yang2019_figures import draw_profiles, draw_rates
 
-__all__ = ["PUBLISHED_RELU", "TOLERANCE", "GrowthFit", "fit_growth", "study_specs", "stored_profiles", "measure_rates", "reproduce"]
+__all__ = [
+    "PUBLISHED_RELU",
+    "TOLERANCE",
+    "GrowthFit",
+    "fit_growth",
+    "study_specs",
+    "stored_profiles",
+    "measure_rates",
+    "reproduce",
+]
 
 #: Yang et al. (2019)'s table of lambda(B) for BN-ReLU (their section 3.2).
 PUBLISHED_RELU: dict[int, float] = {4: 3.084, 8: 1.788, 16: 1.590, 32: 1.522, 64: 1.493, 128: 1.480}
@@ -50,7 +59,7 @@ class _Budget:
 
 # Quick: the seconds CI can afford (~3 s a run on a busy 2-core machine); relu, the asserted case, gets two seeds.
 _QUICK = _Budget(50, 512, (8, 32), {"relu": (0, 1), "tanh": (0,), "linear": (0,)})
-_FULL = _Budget(64, 512, (4, 8, 16, 32, 64, 128), {name: (0, 1, 2, 3) for name in ("relu", "tanh", "linear")})
+_FULL = _Budget(64, 512, (4, 8, 16, 32, 64, 128), dict.fromkeys(("relu", "tanh", "linear"), (0, 1, 2, 3)))
 
 
 def _budget(quick: bool) -> _Budget:
@@ -68,9 +77,20 @@ def _spec(b: _Budget, activation: str, seeds: tuple[int, ...]) -> ExperimentSpec
         {
             "name": f"yang2019-explosion-{activation}",
             # lecun_normal: the paper's W ~ N(0, sigma_w2 / n) with sigma_w2 = 1 (BN makes the scale irrelevant).
-            "model": {"arch": "mlp", "depth": b.depth, "width": b.width, "activation": activation, "norm": "batch", "init": "lecun_normal"},
+            "model": {
+                "arch": "mlp",
+                "depth": b.depth,
+                "width": b.width,
+                "activation": activation,
+                "norm": "batch",
+                "init": "lecun_normal",
+            },
             # n_train is a few batches of the largest B; n_test small: evaluation is not what we measure.
-            "data": {"name": "synthetic_teacher", "batch_size": b.batches[0], "options": {"n_train": 2 * max(b.batches), "n_test": 64, "n_features": 256}},
+            "data": {
+                "name": "synthetic_teacher",
+                "batch_size": b.batches[0],
+                "options": {"n_train": 2 * max(b.batches), "n_test": 64, "n_features": 256},
+            },
             # One step with a tiny lr: the step-1 evaluation stays finite even where the gradient is huge.
             "optim": {"name": "sgd", "lr": 1e-6},
             "train": {"steps": 1, "eval_every": 1},
@@ -144,7 +164,11 @@ def _comparisons(fits: dict[tuple[str, int], GrowthFit]) -> list[Comparison]:
             note += "; likely cause: finite width (512) or too few layers/samples for this B"
         ours = f"{fit.rate:.3f} ± {fit.stderr:.3f}" if math.isfinite(fit.stderr) else f"{fit.rate:.3f} (one net)"
         fits_rule = bool(abs(relative) <= TOLERANCE)
-        rows.append(Comparison(f"BN-{activation}, B={batch}: growth of grad_rms^2 per layer", paper, ours, fits_rule, rule, note))
+        rows.append(
+            Comparison(
+                f"BN-{activation}, B={batch}: growth of grad_rms^2 per layer", paper, ours, fits_rule, rule, note
+            )
+        )
     return rows
 
 
@@ -156,8 +180,11 @@ def _explodes(profiles: pd.DataFrame) -> Comparison:
         ratios.append(values[0] / values[-1])
     smallest = min(ratios)
     return Comparison(
-        "gradient at layer 1 / at the last hidden layer, at init", "> 1 for every BN net (gradient explosion)",
-        f"smallest over {len(ratios)} nets: {smallest:.3g}", bool(smallest > 1), "ratio > 1 for every net",
+        "gradient at layer 1 / at the last hidden layer, at init",
+        "> 1 for every BN net (gradient explosion)",
+        f"smallest over {len(ratios)} nets: {smallest:.3g}",
+        bool(smallest > 1),
+        "ratio > 1 for every net",
     )
 
 
@@ -207,14 +234,20 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     experiments = [Experiment(spec.name, "BN nets at init", spec, ()) for spec in specs]
     study = run_study(experiments, context.db, workers, context.events)
     if study.failed:
-        raise GradientflowError(f"{len(study.failed)} run(s) failed: {', '.join(study.failed)}; see `gradientflow runs --db {context.db}` for their errors")
+        raise GradientflowError(
+            f"{len(study.failed)} run(s) failed: {', '.join(study.failed)}; see `gradientflow runs --db {context.db}` for their errors"
+        )
     with Store(context.db, readonly=True) as store:
         profiles = stored_profiles(store, specs)
     fits = measure_rates(profiles)
     context.on_stage("drawing figures")
-    figures = [draw_profiles(profiles, context.figure_dir / "grad_norm_by_layer.png", TRIM), draw_rates(fits, context.figure_dir / "rate_vs_lambda.png", PUBLISHED_RELU)]
+    figures = [
+        draw_profiles(profiles, context.figure_dir / "grad_norm_by_layer.png", TRIM),
+        draw_rates(fits, context.figure_dir / "rate_vs_lambda.png", PUBLISHED_RELU),
+    ]
     comparisons = [_explodes(profiles), *_comparisons(fits)]
-    notes = [*_deviation_notes(fits),
+    notes = [
+        *_deviation_notes(fits),
         *_excess_notes(fits),
         f"Fit: least squares of the seed-averaged log grad_rms^2 against layer over layers {TRIM + 1}..{b.depth - TRIM}; "
         "± is the standard error over seeds (each seed a new net and batch).",
@@ -222,7 +255,9 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     settings = {
         "depth, width": f"{b.depth} hidden layers of {b.width} (Linear -> BatchNorm -> phi), gamma = 1, beta = 0, PyTorch's eps = 1e-5",
         "init": "W ~ N(0, 1/fan_in) (lecun_normal); BN makes the rate independent of the weight scale",
-        "samples": "seeds per (activation, B): " + ", ".join(f"{a} {len(s)}" for a, s in b.seeds.items()) + "; each seed a new net and a new batch of Gaussian inputs",
+        "samples": "seeds per (activation, B): "
+        + ", ".join(f"{a} {len(s)}" for a, s in b.seeds.items())
+        + "; each seed a new net and a new batch of Gaussian inputs",
         "measured quantity": "grad_rms of each activation's input (BN output) at step 0; same per-layer rate as the pre-BN gradient away from the ends",
     }
     return ReproductionResult(

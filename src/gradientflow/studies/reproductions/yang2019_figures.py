@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from ...theory import bn_gradient_growth  # noqa: E402
-from .page import save_figure  # noqa: E402
+from ...theory import bn_gradient_growth
+from .page import save_figure
 
 if TYPE_CHECKING:
     from .yang2019 import GrowthFit
@@ -50,7 +50,7 @@ def draw_profiles(profiles: pd.DataFrame, path: Path, trim: int) -> Path:
     return save_figure(figure, path)
 
 
-def draw_rates(fits: dict[tuple[str, int], "GrowthFit"], path: Path, published: dict[int, float] | None = None) -> Path:
+def draw_rates(fits: dict[tuple[str, int], GrowthFit], path: Path, published: dict[int, float] | None = None) -> Path:
     """Figure 2: fitted excess growth lambda - 1 per layer against batch size, with the theory's
     lambda(B) - 1 as a line and `published` (BN-ReLU table) as crosses; log-log axes, so rates
     close to 1 (BN-linear at large B) stay readable. Returns `path`."""
@@ -63,7 +63,9 @@ def draw_rates(fits: dict[tuple[str, int], "GrowthFit"], path: Path, published: 
         theory = [bn_gradient_growth(activation, int(b), samples=None if exact else 20_000) - 1 for b in grid]
         axis.plot(grid, theory, color="black", lw=1.2, label="theory lambda(B) - 1")
         if activation == "relu" and published:
-            axis.plot(list(published), [v - 1 for v in published.values()], "x", color="black", ms=7, label="published table")
+            axis.plot(
+                list(published), [v - 1 for v in published.values()], "x", color="black", ms=7, label="published table"
+            )
         points = sorted((batch, fit) for (name, batch), fit in fits.items() if name == activation)
         axis.errorbar([b for b, _ in points], [f.rate - 1 for _, f in points],
                       yerr=[f.stderr if math.isfinite(f.stderr) else 0.0 for _, f in points],
