@@ -42,7 +42,8 @@ def test_table_verdict_cause_and_fixes(tmp_path: Path) -> None:
     assert [row["layer"] for row in document["layers"]][:6] == [f"act{i}" for i in range(1, 7)]
     assert document["steps_done"] == 5 and document["fixes"][0]["code"] == "init"
     assert Diagnosis.from_dict(document).to_dict() == {
-        k: document[k] for k in ("verdict", "problem", "others", "window", "layers")
+        k: document[k]
+        for k in ("verdict", "start", "end", "start_steps", "end_steps", "problem", "others", "window", "layers")
     }
 
 

@@ -92,7 +92,10 @@ def test_one_noisy_step_does_not_count_but_a_persistent_problem_does() -> None:
     healthy, vanished = [1.0, 1.0, 1.0], [1e-3, 1.0, 1.0]
     assert diagnose_frame(frame([healthy, vanished, healthy, healthy])).verdict == "healthy"
     late = diagnose_frame(frame([healthy, healthy, vanished, vanished, healthy]))
-    assert late.verdict == "vanishing" and late.problem.step == 2 and late.window == (2, 4)
+    assert late.verdict == "vanishing" and late.problem.step == 2 and late.window == (0, 4)
+    # judged over the first and the last three records: healthy at the start, vanishing at the end
+    assert (late.start, late.start_steps, late.end, late.end_steps) == ("healthy", (0, 2), "vanishing", (2, 4))
+    assert late.problem.at_end
 
 
 def test_a_problem_on_the_last_record_alone_is_not_confirmed() -> None:
@@ -129,7 +132,7 @@ def test_stream_rows_form_their_own_group() -> None:
     diagnosis = diagnose_frame(frame([[1e-4, 1.0, 1.0, 1.0]] * 3, names=names))
     table = diagnosis.table.set_index("layer")
     assert table.at["block1.act", "role"] == "branch" and table.at["block1:stream", "role"] == "stream"
-    assert table.at["block1.act", "relative_grad"] == pytest.approx(1e-4)  # against block2.act, not the stream
+    assert table.at["block1.act", "relative_grad_init"] == pytest.approx(1e-4)  # against block2.act, not the stream
     assert diagnosis.problem.layer == "block1.act"
 
 

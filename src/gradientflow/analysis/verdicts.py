@@ -3,26 +3,30 @@
 Every threshold is relative and scale-free and lives in `Thresholds` (calibration: docs/diagnose.md):
 gradients are compared with the gradient at the last layer of the same group *at the same step*
 (so the loss's scale cancels), activations by fractions of elements or units, updates by
-``update_ratio`` = ||dW|| / ||W||. The table's rows are activation inputs (modules and taps) in
-forward order, each carrying the weight modules that feed it; taps named ``<block>:stream`` are
-the residual stream after a block and form their own group, so the stream and the branches are
-judged separately.
+``update_ratio`` = ||dW|| / ||W||. The table's rows are activation inputs (modules, functional calls
+and taps) in forward order, each carrying the weight modules that feed it; taps named
+``<block>:stream`` are the residual stream after a block and form their own group, so the stream
+and the branches are judged separately (see `layer_table`).
 
-The root problem is the one that appears first in time. Within one step the forward/backward
-pass (saturated, dead, vanishing, exploding) comes before that step's update (unstable updates):
-a gradient that explodes at initialization explains huge first updates, not the other way round.
+A problem counts from its *onset*: the first recorded step from which it shows on most of the
+next `window` records. The root problem is the one whose onset comes first. Within one step the
+forward/backward pass (saturated, dead, vanishing, exploding) comes before that step's update
+(unstable updates): a gradient that explodes at initialization explains huge first updates, not
+the other way round. The run is also judged over its first and its last `window` records, so a
+run that starts healthy and collapses late says so.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ModelError
+from .diagnosis import TABLE_COLUMNS, VERDICT_COLUMNS, Diagnosis, Problem
+from .layer_table import STREAM_SUFFIX, layer_frame, layer_states
 
 __all__ = [
     "Thresholds",
@@ -33,13 +37,13 @@ __all__ = [
     "BOUNDED",
     "RELU_LIKE",
     "TABLE_COLUMNS",
+    "VERDICT_COLUMNS",
     "Problem",
     "Diagnosis",
     "layer_frame",
     "diagnose_frame",
 ]
 
-STREAM_SUFFIX = ":stream"
 #: Activations whose flat tails are a problem when most inputs sit there.
 BOUNDED = frozenset({"sigmoid", "tanh", "hardtanh"})
 #: Activations that are inactive on half their inputs when healthy; a problem only when units never fire.
@@ -48,6 +52,15 @@ RELU_LIKE = frozenset({"relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "mi
 PROBLEMS: tuple[str, ...] = ("dead", "saturated", "vanishing", "exploding", "unstable updates")
 VERDICTS: tuple[str, ...] = ("healthy", *PROBLEMS)
 _BACKWARD = frozenset({"vanishing", "exploding"})  # located going back from the output
+_MEDIAN_COLUMNS = (
+    "grad_rms",
+    "relative_grad",
+    "saturated_frac",
+    "dead_units_frac",
+    "update_ratio",
+    "pre_mean",
+    "pre_std",
+)
 
 
 @dataclass(frozen=True)
@@ -64,173 +77,6 @@ class Thresholds:
 
 
 THRESHOLDS = Thresholds()
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem: its verdict, the first layer where it shows, when it appeared and its likely cause.
-
-    `layer` is the first layer in the direction the failing signal travels: forward order for
-    saturated, dead and unstable updates; from the output back for vanishing and exploding.
-    `evidence` maps a label to a measured number (unitless ratios and fractions).
-    """
-
-    verdict: str
-    layer: str
-    step: int
-    layers: tuple[str, ...]
-    cause: str
-    cause_code: str
-    evidence: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (lists instead of tuples)."""
-        out = asdict(self)
-        out["layers"] = list(self.layers)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Problem:
-        """Return the problem `to_dict` described."""
-        return cls(**{**data, "layers": tuple(data["layers"]), "evidence": dict(data["evidence"])})
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """The verdict of a run: the root problem (None when healthy), later problems, the per-layer table.
-
-    `table` has one row per layer in forward order with the medians over `window` (first and last
-    recorded step; the root problem's onset window, or the whole run when healthy).
-    """
-
-    verdict: str
-    problem: Problem | None
-    others: tuple[Problem, ...]
-    table: pd.DataFrame
-    window: tuple[int, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict; NaN becomes None."""
-        records = [{k: _jsonable(v) for k, v in row.items()} for row in self.table.to_dict("records")]
-        return {
-            "verdict": self.verdict,
-            "problem": self.problem.to_dict() if self.problem else None,
-            "others": [p.to_dict() for p in self.others],
-            "window": list(self.window),
-            "layers": records,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
-        """Return the diagnosis `to_dict` described (None back to NaN in the table)."""
-        table = pd.DataFrame(data["layers"], columns=list(TABLE_COLUMNS)).fillna(value=np.nan)
-        for column in ("grad_rms", "gain", "relative_grad", *_MEDIAN_COLUMNS[2:]):
-            table[column] = table[column].astype(float)
-        return cls(
-            verdict=data["verdict"],
-            problem=Problem.from_dict(data["problem"]) if data["problem"] else None,
-            others=tuple(Problem.from_dict(p) for p in data["others"]),
-            table=table,
-            window=(int(data["window"][0]), int(data["window"][1])),
-        )
-
-
-_MEDIAN_COLUMNS = (
-    "grad_rms",
-    "relative_grad",
-    "saturated_frac",
-    "dead_units_frac",
-    "update_ratio",
-    "pre_mean",
-    "pre_std",
-)
-TABLE_COLUMNS = (
-    "layer",
-    "role",
-    "activation",
-    "weights",
-    "grad_rms",
-    "gain",
-    "relative_grad",
-    *_MEDIAN_COLUMNS[2:],
-    "verdict",
-)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-# ------------------------------------------------------------------------------------ the table
-
-
-def _structure(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Return (one row per table layer: layer, order, role, group, activation, weights) and weight -> layer."""
-    ids = frame.drop_duplicates("layer").sort_values("order")
-    rows: list[dict[str, Any]] = []
-    owner: dict[str, str] = {}
-    pending: list[str] = []
-    blocks = [name[: -len(STREAM_SUFFIX)] for name in ids["layer"] if name.endswith(STREAM_SUFFIX)]
-    for item in ids.itertuples(index=False):
-        if item.kind in ("weight", "norm"):
-            pending.append(item.layer)
-            continue
-        if item.layer.endswith(STREAM_SUFFIX):
-            role = "stream"
-        elif any(item.layer.startswith(block + ".") for block in blocks):
-            role = "branch"
-        else:
-            role = "layer"
-        for weight in pending:
-            owner[weight] = item.layer
-        rows.append(
-            {
-                "layer": item.layer,
-                "order": item.order,
-                "role": role,
-                "activation": item.activation,
-                "weights": ", ".join(pending),
-            }
-        )
-        pending = []
-    for weight in pending:  # after the last activation: the output layer(s), rows of their own
-        owner[weight] = weight
-        order = int(ids.loc[ids["layer"] == weight, "order"].iloc[0])
-        rows.append({"layer": weight, "order": order, "role": "output", "activation": None, "weights": weight})
-    structure = pd.DataFrame(rows, columns=["layer", "order", "role", "activation", "weights"])
-    structure["group"] = np.where(structure["role"] == "stream", "stream", "layers")
-    return structure, owner
-
-
-def layer_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per (recorded step, table layer) with the quantities the verdicts read.
-
-    Columns: step, layer, order, role (layer / branch / stream / output), group, activation,
-    weights (the modules feeding this layer), grad_rms, relative_grad (grad_rms over that of the
-    group's last layer at the same step), gain (grad_rms over that of the next layer of the group:
-    the backward gain into this layer), saturated_frac, dead_units_frac, pre_mean, pre_std,
-    nonfinite_count, update_ratio (largest of the feeding weights').
-    """
-    structure, owner = _structure(frame)
-    active = frame[frame["kind"].isin(["activation", "tap"])]
-    stats = ["grad_rms", "saturated_frac", "dead_units_frac", "pre_mean", "pre_std", "nonfinite_count"]
-    rows = active[["step", "layer", *stats]]
-    weights = frame[frame["kind"].isin(["weight", "norm"])][["step", "layer", "update_ratio"]].copy()
-    weights["layer"] = weights["layer"].map(owner)
-    updates = weights.groupby(["step", "layer"], as_index=False)["update_ratio"].max()
-    steps = pd.DataFrame({"step": sorted(frame["step"].unique())})
-    table = steps.merge(structure, how="cross").merge(rows, on=["step", "layer"], how="left")
-    table = table.merge(updates, on=["step", "layer"], how="left").sort_values(["step", "order"], ignore_index=True)
-    grad = table["grad_rms"]
-    by_group = table.groupby(["step", "group"], sort=False)["grad_rms"]
-    last = by_group.transform(lambda g: g.dropna().iloc[-1] if g.notna().any() else np.nan)
-    table["relative_grad"] = grad / last
-    table["gain"] = grad / by_group.shift(-1)
-    return table
 
 
 # ------------------------------------------------------------------------------------ verdicts
@@ -257,23 +103,55 @@ def _flags(table: pd.DataFrame, th: Thresholds) -> pd.DataFrame:
         )
 
 
+def _needed(steps: list[int], th: Thresholds) -> int:
+    # a majority of a full window: a flag on the last record alone is unconfirmed
+    return len(steps[: th.window]) // 2 + 1
+
+
+def _first_confirmed(flagged: np.ndarray, catastrophic: np.ndarray | None, needed: int, window: int) -> np.ndarray:
+    """Return per column of the (steps x columns) bool array the index of the onset, or -1.
+
+    The onset is the first flagged row from which at least `needed` of the next `window` rows are
+    flagged; a `catastrophic` row counts at once.
+    """
+    counts = np.vstack([np.zeros((1, flagged.shape[1]), dtype=int), np.cumsum(flagged, axis=0)])
+    ahead = np.minimum(np.arange(flagged.shape[0]) + window, flagged.shape[0])
+    confirmed = flagged & ((counts[ahead] - counts[:-1]) >= needed)
+    if catastrophic is not None:
+        confirmed |= flagged & catastrophic
+    return np.where(confirmed.any(axis=0), confirmed.argmax(axis=0), -1)
+
+
 def _onsets(table: pd.DataFrame, flags: pd.DataFrame, th: Thresholds) -> dict[str, int]:
     """Return problem -> first recorded step where it appears and mostly persists over `th.window` steps."""
     steps = sorted(table["step"].unique())
-    per_step = flags.groupby(table["step"]).any()
-    needed = (
-        len(steps[: th.window]) // 2 + 1
-    )  # a majority of a full window: a flag on the last record alone is unconfirmed
+    per_step = flags.groupby(table["step"]).any().reindex(steps)
+    catastrophic = per_step["catastrophic"].to_numpy()[:, None]
     onsets: dict[str, int] = {}
     for problem in PROBLEMS:
-        for i, step in enumerate(steps):
-            if not per_step.at[step, problem]:
-                continue
-            hits = int(per_step.loc[steps[i : i + th.window], problem].sum())
-            if hits >= needed or (problem == "unstable updates" and per_step.at[step, "catastrophic"]):
-                onsets[problem] = int(step)
-                break
+        extra = catastrophic if problem == "unstable updates" else None
+        at = _first_confirmed(per_step[[problem]].to_numpy(), extra, _needed(steps, th), th.window)[0]
+        if at >= 0:
+            onsets[problem] = int(steps[at])
     return onsets
+
+
+def _layer_onsets(table: pd.DataFrame, flags: pd.DataFrame, th: Thresholds) -> pd.DataFrame:
+    """Return layer x problem: the onset step of each problem at each layer (NaN where it never counts)."""
+    steps = sorted(table["step"].unique())
+    layers = list(table.drop_duplicates("layer")["layer"])
+
+    def grid(column: str) -> np.ndarray:
+        wide = flags[column].groupby([table["step"], table["layer"]]).any().unstack("layer")
+        return wide.reindex(index=steps, columns=layers).fillna(False).to_numpy(dtype=bool)
+
+    catastrophic = grid("catastrophic")
+    out = {}
+    for problem in PROBLEMS:
+        extra = catastrophic if problem == "unstable updates" else None
+        at = _first_confirmed(grid(problem), extra, _needed(steps, th), th.window)
+        out[problem] = np.where(at >= 0, np.asarray(steps, dtype=float)[np.maximum(at, 0)], np.nan)
+    return pd.DataFrame(out, index=pd.Index(layers, name="layer"))
 
 
 def _window(table: pd.DataFrame, start: int, th: Thresholds) -> list[int]:
@@ -296,7 +174,13 @@ def _verdict(hits: pd.Series) -> str:
     return next((p for p in PROBLEMS if hits[p]), "healthy")
 
 
+def _window_hits(table: pd.DataFrame, flags: pd.DataFrame, steps: list[int]) -> pd.DataFrame:
+    inside = table["step"].isin(steps)
+    return _layer_hits(table[inside], flags[inside])
+
+
 def _summary(table: pd.DataFrame, flags: pd.DataFrame, steps: list[int]) -> pd.DataFrame:
+    """Return one row per layer with medians over `steps` and the layer's hits there (what causes read)."""
     inside = table["step"].isin(steps)
     window_table = table[inside]
     medians = window_table.groupby("layer", sort=False)[list(_MEDIAN_COLUMNS)].median()
@@ -304,9 +188,7 @@ def _summary(table: pd.DataFrame, flags: pd.DataFrame, steps: list[int]) -> pd.D
     out = first[["order", "role", "group", "activation", "weights"]].join(medians)
     # the backward gain of the medians: per-step gains of a noisy layer would not multiply up
     out["gain"] = out["grad_rms"] / out.groupby("group", sort=False)["grad_rms"].shift(-1)
-    hits = _layer_hits(window_table, flags[inside])
-    out["verdict"] = hits.apply(_verdict, axis=1)
-    out = out.join(hits.add_prefix("hit:"))
+    out = out.join(_layer_hits(window_table, flags[inside]).add_prefix("hit:"))
     return out.reset_index().sort_values("order", ignore_index=True)
 
 
@@ -421,12 +303,12 @@ def _problem(
     frame: pd.DataFrame,
     th: Thresholds,
     diverged_at: int | None,
-) -> tuple[Problem, pd.DataFrame, list[int]]:
-    steps = _window(table, onset, th)
-    summary = _summary(table, flags, steps)
+    end_hits: pd.DataFrame,
+) -> Problem:
+    summary = _summary(table, flags, _window(table, onset, th))
     first, layers = _first_layer(summary, problem)
     cause, code, evidence = _cause(problem, first, summary, frame, th, diverged_at)
-    return Problem(problem, first, onset, layers, cause, code, evidence), summary, steps
+    return Problem(problem, first, onset, layers, cause, code, evidence, at_end=bool(end_hits[problem].any()))
 
 
 def _time_key(problem: str, onset: int) -> tuple[int, int, int]:
@@ -435,36 +317,80 @@ def _time_key(problem: str, onset: int) -> tuple[int, int, int]:
     return (onset, phase, PROBLEMS.index(problem))
 
 
+def _run_verdict(hits: pd.DataFrame) -> str:
+    return next((p for p in PROBLEMS if hits[p].any()), "healthy")
+
+
+def _nothing_to_judge(frame: pd.DataFrame) -> ModelError:
+    seen = frame.drop_duplicates("layer").sort_values("order") if not frame.empty else frame
+    parts = []
+    for kind, label in (("weight", "weight layer"), ("norm", "norm layer")):
+        names = list(seen["layer"][seen["kind"] == kind]) if not seen.empty else []
+        if names:
+            listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+            parts.append(f"{len(names)} {label}{'s' if len(names) != 1 else ''} ({listed})")
+    found = " and ".join(parts) if parts else "nothing at all (no step was recorded)"
+    return ModelError(
+        f"nothing to judge: the probe found no activation and no tap; it saw {found}. Verdicts are about "
+        "the inputs of activations: opt one in by wrapping its input, "
+        '`h = torch.relu(gradientflow.tap(z, "block1.relu", "relu"))`, or by giving your activation module '
+        'an attribute `gradientflow_activation = "relu"` (on its class or the instance)'
+    )
+
+
 def diagnose_frame(
     frame: pd.DataFrame, thresholds: Thresholds = THRESHOLDS, diverged_at: int | None = None
 ) -> Diagnosis:
     """Return the `Diagnosis` of a probe frame (one row per step and layer, as `Probe.frame()` gives).
 
     `diverged_at` is the step whose loss became non-finite, if any (it makes the run unstable at
-    the previous update unless a problem showed earlier). Pure and deterministic.
+    the previous update unless a problem showed earlier). Pure and deterministic. Raises
+    ModelError when the frame has no activation or tap row (naming what it does have).
     """
     if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
-        raise ModelError(
-            "nothing to judge: no activation module ran and nothing was tapped; wrap functional activations "
-            'as `h = torch.relu(gradientflow.tap(z, "block1.relu", "relu"))`'
-        )
+        raise _nothing_to_judge(frame)
+    th = thresholds
     table = layer_frame(frame)
-    flags = _flags(table, thresholds)
-    onsets = _onsets(table, flags, thresholds)
-    if diverged_at is not None and "unstable updates" not in onsets:
-        recorded = [s for s in sorted(table["step"].unique()) if s < diverged_at]
-        onsets["unstable updates"] = int(recorded[-1] if recorded else table["step"].min())
-    ordered = sorted(onsets, key=lambda p: _time_key(p, onsets[p]))
-    found = [_problem(p, onsets[p], table, flags, frame, thresholds, diverged_at) for p in ordered]
-    if found:
-        root, summary, steps = found[0]
-        return Diagnosis(
-            root.verdict, root, tuple(p for p, _, _ in found[1:]), _public(summary), (int(steps[0]), int(steps[-1]))
-        )
+    flags = _flags(table, th)
     steps = sorted(int(s) for s in table["step"].unique())
-    summary = _summary(table, flags, steps)
-    return Diagnosis("healthy", None, (), _public(summary), (int(steps[0]), int(steps[-1])))
+    start_steps, end_steps = steps[: th.window], steps[-th.window :]
+    start_hits, end_hits = _window_hits(table, flags, start_steps), _window_hits(table, flags, end_steps)
+    onsets = _onsets(table, flags, th)
+    if diverged_at is not None and "unstable updates" not in onsets:
+        recorded = [s for s in steps if s < diverged_at]
+        onsets["unstable updates"] = int(recorded[-1] if recorded else steps[0])
+    ordered = sorted(onsets, key=lambda p: _time_key(p, onsets[p]))
+    found = [_problem(p, onsets[p], table, flags, frame, th, diverged_at, end_hits) for p in ordered]
+    return Diagnosis(
+        verdict=found[0].verdict if found else "healthy",
+        problem=found[0] if found else None,
+        others=tuple(found[1:]),
+        table=_public(table, flags, th, start_hits, end_hits),
+        window=(steps[0], steps[-1]),
+        start=_run_verdict(start_hits),
+        end=_run_verdict(end_hits),
+        start_steps=(start_steps[0], start_steps[-1]),
+        end_steps=(end_steps[0], end_steps[-1]),
+    )
 
 
-def _public(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[list(TABLE_COLUMNS)].reset_index(drop=True)
+def _first_problem(onsets: pd.Series) -> tuple[str, float]:
+    """Return a layer's first problem in time and its onset step (ties as for the root), or ("healthy", NaN)."""
+    found = [(p, float(step)) for p, step in onsets.items() if not np.isnan(step)]
+    if not found:
+        return "healthy", np.nan
+    return min(found, key=lambda item: _time_key(str(item[0]), int(item[1])))
+
+
+def _public(
+    table: pd.DataFrame, flags: pd.DataFrame, th: Thresholds, start_hits: pd.DataFrame, end_hits: pd.DataFrame
+) -> pd.DataFrame:
+    """Return the per-layer table: states at init, end and worst, the verdicts at start and end, the first problem."""
+    states = layer_states(table).set_index("layer")
+    onsets = _layer_onsets(table, flags, th).reindex(states.index)
+    states["verdict_start"] = start_hits.apply(_verdict, axis=1).reindex(states.index).fillna("healthy")
+    states["verdict_end"] = end_hits.apply(_verdict, axis=1).reindex(states.index).fillna("healthy")
+    first = [_first_problem(onsets.loc[layer]) for layer in states.index]
+    states["verdict"] = [verdict for verdict, _ in first]
+    states["onset"] = [step for _, step in first]
+    return states.reset_index()[list(TABLE_COLUMNS)]

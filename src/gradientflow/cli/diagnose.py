@@ -6,8 +6,11 @@ import json
 import math
 from pathlib import Path
 
+import click
 import typer
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand
 
 from ..errors import GradientflowError
 from .app import _fmt, app, clean_errors, console, errors
@@ -36,16 +39,23 @@ def _fail_on(text: str) -> list[str]:
     return list(PROBLEMS) if "any" in resolved else resolved
 
 
-def _verdict_table(report) -> Table:  # type: ignore[no-untyped-def]
-    from ..diagnose.report import TABLE_HEADER, table_rows
+def _verdict_cell(text: str) -> str:
+    word = text.split(" (")[0]
+    return f"[{COLOURS.get(word, 'white')}]{escape(text)}[/]"
 
-    start, end = report.diagnosis.window
-    table = Table(title=f"Per-layer gradient flow, forward order (medians over steps {start}-{end})")
-    for name in TABLE_HEADER:
-        table.add_column(name, justify="left" if name in ("layer", "role", "act", "verdict") else "right", no_wrap=True)
+
+def _verdict_table(report) -> Table:  # type: ignore[no-untyped-def]
+    from ..diagnose.report import table_header, table_rows
+
+    first, last = report.diagnosis.window
+    table = Table(
+        title=f"Per-layer gradient flow, forward order: at initialization (step {first}), at the end (step {last}), and the worst recorded step"
+    )
+    for name in table_header(report.diagnosis):
+        left = name in ("layer", "role", "act", "start", "end")
+        table.add_column(name, justify="left" if left else "right", no_wrap=True)
     for row in table_rows(report.diagnosis):
-        colour = COLOURS.get(row[-1], "white")
-        table.add_row(*row[:-1], f"[{colour}]{row[-1]}[/]")
+        table.add_row(*(escape(cell) for cell in row[:-2]), _verdict_cell(row[-2]), _verdict_cell(row[-1]))
     return table
 
 
@@ -53,23 +63,24 @@ def _tried_table(report) -> Table:  # type: ignore[no-untyped-def]
     from ..diagnose.report import first_to_last_ratio
 
     table = Table(title="Fixes tried (same seed, same steps, fresh model)")
-    for name in ("fix", "verdict", "first layer", "grad first/last", "final loss"):
+    for name in ("fix", "verdict", "end", "first layer", "grad first/last at the end", "final loss"):
         table.add_column(name, no_wrap=name != "fix")
     before = report.diagnosis
     table.add_row(
         "(none: as given)",
-        before.verdict,
-        before.problem.layer if before.problem else "-",
+        _verdict_cell(before.verdict),
+        _verdict_cell(before.end),
+        escape(before.problem.layer) if before.problem else "-",
         _fmt(first_to_last_ratio(before)),
         _fmt(report.final_loss),
     )
     for tried in report.tried:
         after = tried.diagnosis
-        colour = COLOURS.get(after.verdict, "white")
         table.add_row(
-            f"{tried.fix.rank}. {tried.fix.action}",
-            f"[{colour}]{after.verdict}[/]",
-            after.problem.layer if after.problem else "-",
+            escape(f"{tried.fix.rank}. {tried.fix.action}"),
+            _verdict_cell(after.verdict),
+            _verdict_cell(after.end),
+            escape(after.problem.layer) if after.problem else "-",
             _fmt(first_to_last_ratio(after)),
             _fmt(tried.final_loss),
         )
@@ -77,35 +88,80 @@ def _tried_table(report) -> Table:  # type: ignore[no-untyped-def]
 
 
 def _print(report) -> None:  # type: ignore[no-untyped-def]
+    from ..diagnose.report import problem_line, run_lines
+
     diverged = f", loss non-finite at step {report.diverged_at}" if report.diverged_at is not None else ""
     loss = "" if math.isnan(report.final_loss) else f", final loss {report.final_loss:.3g}"
+    recorded = f" ({len(report.recorded)} recorded)" if report.recorded else ""
     console.print(
-        f"{report.target}: {report.steps_done} steps in {report.seconds:.1f} s{loss}{diverged}", highlight=False
+        f"{escape(report.target)}: {report.steps_done} steps{recorded} in {report.seconds:.1f} s{loss}{diverged}",
+        highlight=False,
     )
     console.print(_verdict_table(report))
-    problem = report.diagnosis.problem
+    diagnosis = report.diagnosis
+    for line, verdict in zip(run_lines(diagnosis), (diagnosis.start, diagnosis.end)):
+        head, _, _ = line.rpartition(": ")
+        console.print(f"{escape(head)}: {_verdict_cell(verdict)}", highlight=False)
+    problem = diagnosis.problem
     if problem is None:
         console.print(
             "verdict: [green]healthy[/]: no layer's gradient vanishes or explodes, no layer is saturated or dead, updates are moderate"
         )
         return
     colour = COLOURS.get(problem.verdict, "white")
-    console.print(
-        f"verdict: [{colour}]{problem.verdict}[/], first at [bold]{problem.layer}[/] (from step {problem.step})",
-        highlight=False,
-    )
-    console.print(f"likely cause: {problem.cause}", highlight=False)
-    for other in report.diagnosis.others:
-        console.print(f"also: {other.verdict} at {other.layer} from step {other.step}", highlight=False)
+    line = escape(problem_line(problem, root=True)).replace(problem.verdict, f"[{colour}]{problem.verdict}[/]", 1)
+    console.print(line, highlight=False)
+    console.print(f"likely cause: {escape(problem.cause)}", highlight=False)
+    for other in diagnosis.others:
+        console.print(escape(problem_line(other, root=False)), highlight=False)
     console.print("fixes, best first:")
     for fix in report.fixes:
         mark = "" if fix.auto else " [dim](not tried automatically)[/]"
-        console.print(f"  {fix.rank}. {fix.action}: {fix.why}{mark}", highlight=False)
+        console.print(f"  {fix.rank}. {escape(fix.action)}: {escape(fix.why)}{mark}", highlight=False)
+    for untried in report.untried:
+        console.print(f"[yellow]fix {untried.fix.rank} not tried:[/] {escape(untried.reason)}", highlight=False)
     if report.tried:
         console.print(_tried_table(report))
 
 
-@app.command()
+def _json_destination(json_path: str | None) -> Path | None:
+    """Return the file --json writes (None: stdout or no JSON); refuse a folder that does not exist, before training."""
+    if json_path in (None, "-"):
+        return None
+    path = Path(json_path)  # type: ignore[arg-type]
+    if path.is_dir():
+        raise GradientflowError(
+            f"--json {json_path}: that is a folder; give a file name, e.g. {path / 'diagnosis.json'}"
+        )
+    if not path.parent.is_dir():
+        raise GradientflowError(
+            f"--json {json_path}: the folder {str(path.parent)!r} does not exist; create it or write elsewhere"
+        )
+    return path
+
+
+def _write(path: Path, document: str) -> None:
+    try:
+        path.write_text(document + "\n")
+    except OSError as error:
+        raise GradientflowError(f"--json {path}: cannot write the file: {error.strerror or error}") from None
+
+
+class _OptionalJsonValue(TyperCommand):
+    """`--json` alone means stdout: give it the value "-" when no PATH follows (typer options always take one)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out = list(args)
+        for i, token in enumerate(args):
+            if token == "--":
+                break
+            if token == "--json" and (i + 1 == len(args) or (args[i + 1].startswith("-") and args[i + 1] != "-")):
+                out.insert(out.index("--json", i) + 1, "-")
+                break
+        return super().parse_args(ctx, out)
+
+
+@app.command(cls=_OptionalJsonValue)
 def diagnose(
     target: str = typer.Argument(
         ...,
@@ -116,8 +172,8 @@ def diagnose(
     json_path: str | None = typer.Option(
         None,
         "--json",
-        metavar="PATH|-",
-        help="Also write the diagnosis as JSON to PATH ('-': to stdout, instead of the tables).",
+        metavar="[PATH]",
+        help="--json alone (or --json -): print only the JSON document on stdout, no tables; --json PATH: also write it to PATH.",
     ),
     fail_on: str = typer.Option(
         "",
@@ -131,6 +187,13 @@ def diagnose(
     threads: int = typer.Option(
         1, "--threads", min=0, help="torch CPU threads (0: torch's default); small models train fastest on one."
     ),
+    timeout: float = typer.Option(
+        600.0,
+        "--timeout",
+        min=0,
+        metavar="SECONDS",
+        help="Stop with a message naming the line it was on when importing the file, calling the factory or one training step takes longer (0: no limit).",
+    ),
 ) -> None:
     """Diagnose your own model: per-layer verdicts, where the gradient collapses or blows up, why, and what to change.
 
@@ -143,17 +206,22 @@ def diagnose(
         from ..diagnose.run import diagnose as run_diagnose
 
         failing = _fail_on(fail_on)
+        destination = _json_destination(json_path)
         quiet = json_path == "-"
-        on_stage = None if quiet else (lambda text: errors.print(f"[dim]{text}[/]", highlight=False))
-        report = run_diagnose(target, steps, try_fixes, seed, on_stage=on_stage, threads=threads)
+        on_stage = None if quiet else (lambda text: errors.print(f"[dim]{escape(text)}[/]", highlight=False))
+        try:
+            report = run_diagnose(target, steps, try_fixes, seed, on_stage=on_stage, threads=threads, timeout=timeout)
+        except KeyboardInterrupt:
+            errors.print(f"[yellow]interrupted:[/] {escape(target)} was not diagnosed (nothing is written)")
+            raise typer.Exit(130) from None
         document = json.dumps(report.to_dict(), indent=2, allow_nan=False)
         if quiet:
             typer.echo(document)
         else:
             _print(report)
-            if json_path:
-                Path(json_path).write_text(document + "\n")
-                console.print(f"JSON: {json_path}", highlight=False)
+            if destination is not None:
+                _write(destination, document)
+                console.print(f"JSON: {escape(str(destination))}", highlight=False)
         found = [p for p in report.problems() if p in failing]
         if found:
             errors.print(f"--fail-on: found {', '.join(found)}", highlight=False)

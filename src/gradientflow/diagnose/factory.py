@@ -26,16 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import GradientflowError
+from .guard import FactoryError, Guard
 
 __all__ = ["FactoryError", "Setup", "DEFAULT_LR", "load_factory", "call_factory"]
 
 DEFAULT_LR = 0.1  # SGD's default here: the lab's sigmoid examples train at 0.1-0.5 with batch 60
 _SHAPES = "(model, batches), (model, batches, loss_fn), (model, batches, loss_fn, optimizer) or a dict with keys model, batches[, loss_fn, optimizer]"
-
-
-class FactoryError(GradientflowError):
-    """The factory could not be found, imported or called, or returned something unusable."""
 
 
 @dataclass
@@ -59,7 +55,7 @@ def _split(target: str) -> tuple[str, str]:
     return module, name
 
 
-def _import_file(path: Path) -> Any:
+def _import_file(path: Path, guard: Guard) -> Any:
     if not path.is_file():
         raise FactoryError(
             f"no file {str(path)!r}: give the path of a Python file, e.g. examples/diagnose_zoo.py:vanishing_sigmoid"
@@ -70,30 +66,37 @@ def _import_file(path: Path) -> Any:
         raise FactoryError(f"{str(path)!r} cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    sys.path.insert(0, str(path.parent.resolve()))  # so the file can import its neighbours
+    folder = str(path.parent.resolve())
+    sys.path.insert(0, folder)  # so the file can import its neighbours
     writes_bytecode = sys.dont_write_bytecode
     sys.dont_write_bytecode = True  # no __pycache__ in the user's folder, and no stale one for an edited file
+    imported = False
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        sys.modules.pop(name, None)
-        raise FactoryError(f"importing {str(path)!r} failed: {type(error).__name__}: {error}") from error
+        with guard.limit(f"importing {str(path)!r}"), guard.phase(f"importing {str(path)!r}", error=FactoryError):
+            spec.loader.exec_module(module)
+        imported = True
     finally:
+        if not imported:
+            sys.modules.pop(name, None)
         sys.dont_write_bytecode = writes_bytecode
-        sys.path.remove(str(path.parent.resolve()))
+        sys.path.remove(folder)
     return module
 
 
-def load_factory(target: str) -> Callable[[], Any]:
-    """Return the callable that `target` (``file.py:name`` or ``package.module:name``) names."""
+def load_factory(target: str, guard: Guard | None = None) -> Callable[[], Any]:
+    """Return the callable that `target` (``file.py:name`` or ``package.module:name``) names.
+
+    The import runs under `guard` (its time limit; errors naming the user's file and line).
+    """
+    guard = guard or Guard(target)
     location, name = _split(target)
     if location.endswith(".py") or "/" in location or "\\" in location:
-        module = _import_file(Path(location))
+        module = _import_file(Path(location), guard)
     else:
-        try:
+        if importlib.util.find_spec(location.partition(".")[0]) is None:
+            raise FactoryError(f"cannot import module {location!r}: no module named {location.partition('.')[0]!r}")
+        with guard.limit(f"importing {location!r}"), guard.phase(f"importing module {location!r}", error=FactoryError):
             module = importlib.import_module(location)
-        except Exception as error:
-            raise FactoryError(f"cannot import module {location!r}: {type(error).__name__}: {error}") from error
     factory = getattr(module, name, None)
     if factory is None:
         public = sorted(
@@ -122,18 +125,23 @@ def _parts(result: Any, target: str) -> tuple[Any, Any, Any, Any]:
     raise FactoryError(f"{target} returned {shape}; a factory returns {_SHAPES}")
 
 
-def call_factory(factory: Callable[[], Any], target: str, seed: int = 0) -> Setup:
-    """Seed torch with `seed`, call `factory` and return its `Setup` (defaults filled in, checked)."""
+def call_factory(factory: Callable[[], Any], target: str, seed: int = 0, guard: Guard | None = None) -> Setup:
+    """Seed torch with `seed`, call `factory` and return its `Setup` (defaults filled in, checked).
+
+    The call runs under `guard` (its time limit; errors naming the user's file and line).
+    """
+    guard = guard or Guard(target)
     torch.manual_seed(seed)  # PyTorch's default init draws from the global generator
-    try:
+    with guard.limit(f"calling {target}"), guard.phase(f"calling {target}", error=FactoryError):
         result = factory()
-    except GradientflowError:
-        raise
-    except Exception as error:
-        raise FactoryError(f"calling {target} failed: {type(error).__name__}: {error}") from error
     model, batches, loss_fn, optimizer = _parts(result, target)
     if not isinstance(model, nn.Module):
         raise FactoryError(f"{target} returned a {type(model).__name__} as the model; it must be a torch.nn.Module")
+    if not any(True for _ in model.parameters()):
+        raise FactoryError(
+            f"{target} returned a model without parameters ({type(model).__name__}): there is nothing to train "
+            "and no gradient to judge; return a model with at least one layer that has weights"
+        )
     if isinstance(batches, torch.Tensor) or not hasattr(batches, "__iter__"):
         raise FactoryError(
             f"{target} returned a {type(batches).__name__} as batches; it must be an iterable of (input, target) pairs, e.g. a list or a DataLoader"

@@ -18,7 +18,7 @@ from ..analysis.verdicts import BOUNDED, Diagnosis
 from ..probe import activation_name
 from .factory import Setup
 
-__all__ = ["Fix", "rank_fixes", "apply_fix", "suggested_lr"]
+__all__ = ["Fix", "rank_fixes", "apply_fix", "why_not_applied", "suggested_lr"]
 
 TARGET_UPDATE_RATIO = 0.03  # a lowered learning rate aims at updates of ~3% of the weights per step at the worst layer
 
@@ -117,7 +117,8 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
         None,
     )
     lr = _current_lr(setup)
-    ratio = float(table["update_ratio"].max()) if table["update_ratio"].notna().any() else 0.0
+    worst = table["update_ratio_worst"]
+    ratio = float(problem.evidence.get("update_ratio", worst.max() if worst.notna().any() else 0.0))
     why_lower = f"the largest update was {ratio:.2g} x its weight; about {TARGET_UPDATE_RATIO:g} is safe"
     if lr:
         new = suggested_lr(lr, ratio)
@@ -269,7 +270,9 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 def _insert_batchnorm(setup: Setup, layers: tuple[str, ...]) -> list[str]:
     modules = [n for n in layers if (m := _module(setup.model, n)) is not None and activation_name(m) is not None]
     shapes = _input_shapes(setup, modules)
-    kinds = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
+    # (batch, features) and image-like (batch, channels, ...) inputs only: for a (batch, sequence, features)
+    # input BatchNorm1d would normalize over sequence positions
+    kinds = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
     done = []
     for name in modules:
         shape = shapes.get(name)
@@ -327,3 +330,28 @@ def apply_fix(setup: Setup, fix: Fix, diagnosis: Diagnosis) -> list[str]:
     if fix.code == "batchnorm":
         return _insert_batchnorm(setup, fix.layers)
     return []
+
+
+def _not_modules(model: nn.Module, layers: tuple[str, ...]) -> list[str]:
+    """Return the layers that are not activation modules of `model` (functional calls, taps)."""
+    return [n for n in layers if (m := _module(model, n)) is None or activation_name(m) is None]
+
+
+def why_not_applied(setup: Setup, fix: Fix) -> str:
+    """Return why `apply_fix` changed nothing for `fix` on this model (one sentence naming the layers)."""
+    if not fix.auto:
+        return "it is not applied automatically"
+    functional = _not_modules(setup.model, fix.layers)
+    if fix.code in ("batchnorm", "activation") and functional:
+        what = "insert BatchNorm before" if fix.code == "batchnorm" else "swap"
+        return (
+            f"cannot {what} the activations at {_names(functional)}: they are function calls inside a forward "
+            "(torch.relu, F.gelu, x.sigmoid(), ...) or taps, not modules, so there is no module to wrap or replace; "
+            "edit the model's forward to apply it (e.g. torch.relu(self.bn1(self.fc1(x))))"
+        )
+    if fix.code == "batchnorm":
+        return (
+            f"cannot insert BatchNorm at {_names(fix.layers)}: their inputs are not (batch, features) or "
+            "(batch, channels, ...) tensors (for (batch, sequence, features) inputs use LayerNorm)"
+        )
+    return f"none of the modules it would change ({_names(fix.layers) or 'the optimizer'}) was found in the model"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import Any, TypeVar
 
 import torch
@@ -67,11 +68,17 @@ def _shape(value: Any) -> str:
     return type(value).__name__
 
 
-def traced_call(model: nn.Module, call: Callable[[], T], inputs: Any) -> T:
+def traced_call(
+    model: nn.Module,
+    call: Callable[[], T],
+    inputs: Any,
+    locate: Callable[[TracebackType | None], str | None] | None = None,
+) -> T:
     """Return ``call()``; if the model's forward pass raises, re-raise as ModelError naming the layers that ran.
 
     The message names the innermost module that was running, the modules that had finished (in
-    order), the input's shape and the original error.
+    order), the input's shape, the user's file and line (`locate` finds it in the traceback) and
+    the original error.
     """
     running: list[str] = []
     finished: list[str] = []
@@ -95,8 +102,10 @@ def traced_call(model: nn.Module, call: Callable[[], T], inputs: Any) -> T:
         failed = running[-1] if running else "(outside any module)"
         ran = ", ".join(finished[-12:]) if finished else "none"
         more = f" (and {len(finished) - 12} before them)" if len(finished) > 12 else ""
+        where = locate(error.__traceback__) if locate else None
+        at = f" at {where}" if where else ""
         raise ModelError(
-            f"the model's first forward pass failed in {failed} on input {_shape(inputs)}; layers that ran: {ran}{more}. "
+            f"the model's first forward pass failed in {failed}{at} on input {_shape(inputs)}; layers that ran: {ran}{more}. "
             f"{type(error).__name__}: {error}"
         ) from error
     finally:

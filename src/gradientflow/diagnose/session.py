@@ -13,21 +13,32 @@ import torch
 from torch import nn
 
 from ..analysis.verdicts import THRESHOLDS, Diagnosis, Thresholds, diagnose_frame
+from ..errors import ModelError
 from ..probe import Probe
 from .factory import FactoryError, Setup
+from .guard import Guard
 from .hooks import stream_taps, traced_call
 
-__all__ = ["Trace", "record_schedule", "train_and_probe", "diagnose_setup"]
+__all__ = ["Trace", "diagnose_schedule", "train_and_probe", "diagnose_setup", "DENSE_STEPS", "SPACED_RECORDS"]
 
-DENSE_STEPS = (
-    10  # every step at first: most problems show at initialization, and the verdict window needs consecutive steps
-)
-SPARSE_EVERY = 5  # then every 5th step keeps the probe's cost low on long runs
+DENSE_STEPS = 10  # every step at first: most problems show at initialization, and onsets need consecutive records
+SPACED_RECORDS = 40  # then about this many records spread evenly over the rest of the run (every 5th of 200 steps)
+END_STEPS = 3  # the last steps, every one: the end state, and enough records to confirm a late problem
 
 
-def record_schedule(step: int) -> bool:
-    """Return True for the steps diagnose records: 0-9, then every 5th."""
-    return step < DENSE_STEPS or step % SPARSE_EVERY == 0
+def diagnose_schedule(steps: int) -> Callable[[int], bool]:
+    """Return the probe schedule of a `steps`-step diagnosis: which steps are recorded.
+
+    Every step of the first 10; then every k-th step, with k = ceil((steps - 10) / 40) (every
+    step for runs up to 50 steps, every 5th for 200); and every one of the last 3 steps, so the
+    last step is always recorded and a collapse at the end of the run has records to show on.
+    """
+    spacing = max(1, math.ceil((steps - DENSE_STEPS) / SPACED_RECORDS))
+
+    def record(step: int) -> bool:
+        return step < DENSE_STEPS or step >= steps - END_STEPS or step % spacing == 0
+
+    return record
 
 
 @dataclass
@@ -76,46 +87,90 @@ def _forward(model: nn.Module, x: Any) -> Any:
     return model(*x) if isinstance(x, (tuple, list)) else model(x)
 
 
+_END = object()
+
+
 def train_and_probe(
-    setup: Setup, steps: int, target: str = "the factory", schedule: Callable[[int], bool] = record_schedule
+    setup: Setup,
+    steps: int,
+    target: str = "the factory",
+    schedule: Callable[[int], bool] | None = None,
+    guard: Guard | None = None,
 ) -> Trace:
     """Train `setup` for up to `steps` optimizer steps with the probe and stream taps; return the `Trace`.
 
-    The first forward pass is traced: if it fails, a ModelError names the layers that ran. A
-    non-finite loss ends the run (its step is recorded, no update is made).
+    `schedule` defaults to `diagnose_schedule(steps)`. Each step runs under `guard`'s time limit;
+    a failure in the user's code (batches, forward, loss, backward, optimizer) raises a
+    GradientflowError naming the step, the phase and the user's file and line; the first forward
+    pass's error also names the layers that ran. A non-finite loss ends the run (its step is
+    recorded, no update is made).
     """
+    guard = guard or Guard(target)
     model, optimizer, loss_fn = setup.model, setup.optimizer, setup.loss_fn
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.train()
     losses: list[float] = []
     diverged_at: int | None = None
     started = time.perf_counter()
-    with Probe(model, every=schedule) as probe, stream_taps(model):
-        for step, batch in zip(range(steps), _batches(setup.batches, target)):
-            x, y = _unpack(batch, device, target)
-            output = traced_call(model, lambda x=x: _forward(model, x), x) if step == 0 else _forward(model, x)
-            loss = loss_fn(output, y)
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                raise FactoryError(
-                    f"{target}: the loss function must return a scalar tensor, got {type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            value = float(loss.detach())
-            losses.append(value)
-            if not math.isfinite(value):
+    with Probe(model, every=schedule or diagnose_schedule(steps)) as probe, stream_taps(model):
+        batches = _batches(setup.batches, target)
+        for step in range(steps):
+            with guard.limit(f"step {step}", model):
+                with guard.phase(f"reading batch {step} from the batches {target} returned", error=FactoryError):
+                    batch = next(batches, _END)
+                if batch is _END:
+                    break
+                x, y = _unpack(batch, device, target)
+                with guard.phase(f"the model's forward pass at step {step}", model):
+                    output = traced_call(model, lambda x=x: _forward(model, x), x, guard.locate) if step == 0 else _forward(model, x)  # fmt: skip
+                with guard.phase(f"the loss function at step {step}", error=FactoryError):
+                    loss = loss_fn(output, y)
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise FactoryError(
+                        f"{target}: the loss function must return a scalar tensor, got {type(loss).__name__} {tuple(getattr(loss, 'shape', ()))}"
+                    )
+                with guard.phase(f"the backward pass at step {step}", model):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                value = float(loss.detach())
+                losses.append(value)
+                if not math.isfinite(value):
+                    probe.step()
+                    diverged_at = step
+                    break
+                with guard.phase(f"the optimizer's step at step {step}", error=FactoryError):
+                    optimizer.step()
                 probe.step()
-                diverged_at = step
-                break
-            optimizer.step()
-            probe.step()
     seconds = time.perf_counter() - started
     return Trace(probe.frame(), losses, len(losses), diverged_at, seconds)
 
 
+def _weightless_leaves(model: nn.Module) -> list[str]:
+    return [
+        f"{name} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if name and not any(True for _ in m.children()) and not any(True for _ in m.parameters(recurse=False))
+    ]
+
+
 def diagnose_setup(
-    setup: Setup, steps: int, target: str = "the factory", thresholds: Thresholds = THRESHOLDS
+    setup: Setup,
+    steps: int,
+    target: str = "the factory",
+    thresholds: Thresholds = THRESHOLDS,
+    guard: Guard | None = None,
 ) -> tuple[Diagnosis, Trace]:
-    """Train `setup` with the probe and return (its Diagnosis, the Trace)."""
-    trace = train_and_probe(setup, steps, target)
-    return diagnose_frame(trace.frame, thresholds, trace.diverged_at), trace
+    """Train `setup` with the probe and return (its Diagnosis, the Trace).
+
+    A model in which the probe finds no activation raises ModelError naming what it found and
+    the weight-less leaf modules it ran (candidates to opt in as activations).
+    """
+    trace = train_and_probe(setup, steps, target, guard=guard)
+    try:
+        return diagnose_frame(trace.frame, thresholds, trace.diverged_at), trace
+    except ModelError as error:
+        leaves = _weightless_leaves(setup.model)
+        if not leaves:
+            raise
+        listed = ", ".join(leaves[:8]) + (f", ... ({len(leaves)} in all)" if len(leaves) > 8 else "")
+        raise ModelError(f"{error}. Modules without weights in {target}'s model: {listed}") from None
