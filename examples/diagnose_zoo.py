@@ -92,6 +92,40 @@ def unstable_lr50():  # type: ignore[no-untyped-def]
     return model, batches, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=50.0)
 
 
+class ShrinkFromStep(torch.optim.SGD):
+    """SGD that, from step `start` on, multiplies every weight matrix by `factor` after each update.
+
+    A weight decay of (1 - factor) / lr switched on mid-run, as a misconfigured schedule would.
+    """
+
+    def __init__(self, params, lr: float, start: int, factor: float) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(params, lr=lr)
+        self.start, self.factor, self.steps_taken = start, factor, 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # type: ignore[no-untyped-def,override]
+        loss = super().step(closure)
+        if self.steps_taken >= self.start:
+            for group in self.param_groups:
+                for weight in group["params"]:
+                    if weight.dim() >= 2:
+                        weight.mul_(self.factor)
+        self.steps_taken += 1
+        return loss
+
+
+def late_vanishing():  # type: ignore[no-untyped-def]
+    """A healthy 10-layer tanh MLP (Glorot init); after the update of step 12 its optimizer shrinks every
+    weight matrix by 0.75 at each step.
+
+    Steps 0-12 are healthy; then the gradient reaching the first layers loses about 0.75x per layer
+    more at every step: the run starts healthy and ends vanishing (onset at step 13-14). Each
+    shrink changes a weight by 25% of its norm, under the 0.3 update-ratio threshold.
+    """
+    model = _init_linear(plain_mlp(10, nn.Tanh), nn.init.xavier_normal_)
+    return model, synthetic_batches(), None, ShrinkFromStep(model.parameters(), lr=0.1, start=12, factor=0.75)
+
+
 # ----------------------------------------------------------------------------- healthy models
 
 
@@ -198,5 +232,6 @@ ZOO = {
     "healthy_he_relu": ("healthy", healthy_he_relu),
     "healthy_resnet": ("healthy", healthy_resnet),
     "unstable_lr50": ("unstable updates", unstable_lr50),
+    "late_vanishing": ("vanishing", late_vanishing),
 }
 """Each zoo factory's name -> (the verdict gradientflow should reach, the factory)."""

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .conftest import run_zoo, zoo_module
+from gradientflow.analysis.verdicts import diagnose_frame
+from gradientflow.diagnose import call_factory, load_factory, train_and_probe
+from gradientflow.diagnose.session import diagnose_schedule
+
+from .conftest import ZOO_PATH, run_zoo, zoo_module
 
 # (factory, verdict, first layer). The first layer is in the direction the failing signal travels:
 # forward for saturated/dead/unstable, from the output back for vanishing/exploding.
@@ -115,3 +119,54 @@ def test_same_seed_same_numbers() -> None:
     first = run_zoo("dead_relu").diagnosis.table
     again = run_zoo.__wrapped__("dead_relu").diagnosis.table
     assert first.equals(again)
+
+
+# ------------------------------------------------------------------------------- the whole run
+
+
+def recorded(steps: int) -> list[int]:
+    schedule = diagnose_schedule(steps)
+    return [s for s in range(steps) if schedule(s)]
+
+
+def test_the_schedule_is_dense_at_first_then_spread_over_the_whole_run_to_its_last_step() -> None:
+    assert recorded(20) == list(range(20))
+    long = recorded(200)
+    assert long[:10] == list(range(10)) and long[-4:] == [195, 197, 198, 199]
+    assert set(range(10, 195, 5)) <= set(long) and len(long) == 51
+    huge = recorded(100_000)
+    assert huge[-3:] == [99_997, 99_998, 99_999] and len(huge) < 60
+    gaps = [b - a for a, b in zip(huge[10:-3], huge[11:-3])]
+    assert max(gaps) == min(gaps)  # spread evenly
+
+
+def test_a_late_collapse_is_found_with_its_onset_and_the_end_state() -> None:
+    report = run_zoo("late_vanishing", steps=20)
+    diagnosis = report.diagnosis
+    assert report.recorded == tuple(range(20))
+    assert (diagnosis.start, diagnosis.end) == ("healthy", "vanishing"), diagnosis.table.to_string()
+    assert diagnosis.verdict == "vanishing" and 13 <= diagnosis.problem.step <= 15 and diagnosis.problem.at_end
+    table = diagnosis.table.set_index("layer")
+    assert table.at["act1", "verdict_start"] == "healthy" and table.at["act1", "verdict_end"] == "vanishing"
+    assert table.at["act1", "relative_grad_worst_step"] == 19 and table.at["act1", "relative_grad_end"] < 1e-6
+    assert 13 <= table.at["act1", "onset"] <= 15
+    assert zoo_module().ZOO["late_vanishing"][0] == "vanishing"
+
+
+def test_the_old_schedule_missed_the_late_collapse() -> None:
+    # 0-9, then every 5th (the schedule before this one): steps 10 and 15 only after the start
+    factory = load_factory(f"{ZOO_PATH}:late_vanishing")
+    setup = call_factory(factory, "late_vanishing")
+    trace = train_and_probe(setup, 20, schedule=lambda step: step < 10 or step % 5 == 0)
+    assert sorted(trace.frame["step"].unique()) == [*range(10), 10, 15]
+    assert diagnose_frame(trace.frame).verdict == "healthy"
+
+
+def test_the_bn_relu_nets_step_0_gradient_is_shown_as_it_was() -> None:
+    # the 60-layer BN-ReLU net: at step 0 the first layer's gradient is hundreds of times the last's;
+    # the first records' median (the table before) showed a fraction of it
+    report = run_zoo("exploding_bn_relu", steps=8)
+    table = report.diagnosis.table.set_index("layer")
+    assert table.at["act1", "relative_grad_init"] > 1e4
+    assert table.at["act1", "relative_grad_worst_step"] == 0
+    assert report.diagnosis.start == "exploding"
