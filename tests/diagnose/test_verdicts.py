@@ -160,3 +160,12 @@ def test_a_model_without_activations_is_a_clear_error() -> None:
     weights_only = frame([[1.0]])
     with pytest.raises(ModelError, match="gradientflow.tap"):
         diagnose_frame(weights_only[weights_only["kind"] == "weight"])
+
+
+def test_a_diverged_steps_infinities_are_written_as_null() -> None:
+    rows = frame([[1.0, 1.0]] * 3)
+    rows.loc[(rows["step"] == 2) & (rows["layer"] == "act1"), ["pre_mean", "grad_rms"]] = [-np.inf, np.inf]
+    diagnosis = diagnose_frame(rows, diverged_at=2)
+    document = json.loads(json.dumps(diagnosis.to_dict(), allow_nan=False))
+    act1 = document["layers"][0]
+    assert act1["pre_mean_end"] is None and act1["grad_rms_end"] is None and act1["pre_mean_init"] == 0.0

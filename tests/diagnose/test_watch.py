@@ -87,3 +87,25 @@ def test_bad_arguments_are_clear() -> None:
         gf.watch(model, every=25)
     with pytest.raises(ProbeError, match="nothing recorded yet"):
         gf.watch(model).report()
+
+
+def test_report_shows_how_the_run_starts_and_ends_with_the_onset() -> None:
+    torch.manual_seed(0)
+    model, batches, _, optimizer = zoo_module().late_vanishing()
+    alerts: list[GradientAlert] = []
+    with gf.watch(model, on_alert=alerts.append, within=20) as monitor:
+        for _step, (x, y) in zip(range(40), itertools.cycle(batches)):
+            loss = nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            monitor.step()
+    assert [a.problem.verdict for a in alerts] == ["vanishing"] and alerts[0].problem.step >= 13
+    report = monitor.report()
+    assert (report.diagnosis.start, report.diagnosis.end) == ("healthy", "vanishing")
+    # the monitor records every 2nd step after the first 10 (within=20): the end is steps 34, 36, 38
+    assert report.diagnosis.end_steps == (34, 38) and report.diagnosis.window == (0, 38)
+    text = str(report)
+    assert "start (steps 0-2): healthy" in text and "end (steps 34-38): vanishing" in text
+    assert "grad_rms@0" in text and "grad_rms@38" in text and "still at the end" in text
+    assert report.to_dict()["end"] == "vanishing"

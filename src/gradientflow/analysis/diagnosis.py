@@ -45,12 +45,14 @@ class Problem:
         """Return a JSON-ready dict (lists instead of tuples)."""
         out = asdict(self)
         out["layers"] = list(self.layers)
+        out["evidence"] = {k: _jsonable(v) for k, v in self.evidence.items()}
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Problem:
         """Return the problem `to_dict` described."""
-        return cls(**{**data, "layers": tuple(data["layers"]), "evidence": dict(data["evidence"])})
+        evidence = {k: math.nan if v is None else v for k, v in data["evidence"].items()}
+        return cls(**{**data, "layers": tuple(data["layers"]), "evidence": evidence})
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,9 @@ def _pair(values: list[Any]) -> tuple[int, int]:
 
 
 def _jsonable(value: Any) -> Any:
+    # JSON has no NaN or infinity: a diverged step's -inf pre-activation mean is written as null, like a NaN
     if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
     return value

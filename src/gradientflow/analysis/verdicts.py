@@ -143,7 +143,8 @@ def _layer_onsets(table: pd.DataFrame, flags: pd.DataFrame, th: Thresholds) -> p
 
     def grid(column: str) -> np.ndarray:
         wide = flags[column].groupby([table["step"], table["layer"]]).any().unstack("layer")
-        return wide.reindex(index=steps, columns=layers).fillna(False).to_numpy(dtype=bool)
+        values: np.ndarray = wide.reindex(index=steps, columns=layers).fillna(False).to_numpy(dtype=bool)
+        return values
 
     catastrophic = grid("catastrophic")
     out = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -128,7 +128,7 @@ def _json_destination(json_path: str | None) -> Path | None:
     """Return the file --json writes (None: stdout or no JSON); refuse a folder that does not exist, before training."""
     if json_path in (None, "-"):
         return None
-    path = Path(json_path)  # type: ignore[arg-type]
+    path = Path(json_path)
     if path.is_dir():
         raise GradientflowError(
             f"--json {json_path}: that is a folder; give a file name, e.g. {path / 'diagnosis.json'}"
@@ -150,7 +150,7 @@ def _write(path: Path, document: str) -> None:
 class _OptionalJsonValue(TyperCommand):
     """`--json` alone means stdout: give it the value "-" when no PATH follows (typer options always take one)."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         out = list(args)
         for i, token in enumerate(args):
             if token == "--":

@@ -107,7 +107,7 @@ def load_factory(target: str, guard: Guard | None = None) -> Callable[[], Any]:
         raise FactoryError(f"{location!r} has no {name!r}; its functions are: {', '.join(public) or 'none'}")
     if not callable(factory):
         raise FactoryError(f"{target!r} is a {type(factory).__name__}, not a function returning {_SHAPES}")
-    return factory
+    return factory  # type: ignore[no-any-return]
 
 
 def _parts(result: Any, target: str) -> tuple[Any, Any, Any, Any]:

@@ -71,7 +71,11 @@ def _current_lr(setup: Setup | None) -> float | None:
     return float(setup.optimizer.param_groups[0].get("lr", 0.0))
 
 
-def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, str, list[str], str, bool, Any]]:
+#: (code, action, layers, why, auto, value), as `Fix` takes them after its rank
+Candidate = tuple[str, str, list[str], str, bool, Any]
+
+
+def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[Candidate]:
     problem = diagnosis.problem
     assert problem is not None
     table = diagnosis.table
@@ -84,7 +88,7 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
     init_layers = (all_hidden if problem.verdict in ("vanishing", "exploding") else affected) + list(
         table[table["role"] == "output"]["layer"]
     )
-    init = (
+    init: Candidate = (
         "init",
         f"switch the init of {_names(_weights(table, init_layers))} to {init_name} with zero biases",
         init_layers,
@@ -92,7 +96,7 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
         True,
         None,
     )
-    norm = (
+    norm: Candidate = (
         "batchnorm",
         f"insert BatchNorm before the activation at {_names(all_hidden)}",
         all_hidden,
@@ -100,7 +104,7 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
         True,
         None,
     )
-    relu = (
+    relu: Candidate = (
         "activation",
         f"replace {activation} by ReLU (or GELU) with He init at {_names(all_hidden)}",
         all_hidden,
@@ -108,7 +112,7 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
         activation in BOUNDED,
         "relu",
     )
-    skip = (
+    skip: Candidate = (
         "skip",
         f"add skip connections (residual blocks) around {_names(all_hidden)}",
         all_hidden,
@@ -122,11 +126,11 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
     why_lower = f"the largest update was {ratio:.2g} x its weight; about {TARGET_UPDATE_RATIO:g} is safe"
     if lr:
         new = suggested_lr(lr, ratio)
-        lower = ("lr", f"lower the learning rate from {lr:g} to {new:g}", [], why_lower, True, new)
+        lower: Candidate = ("lr", f"lower the learning rate from {lr:g} to {new:g}", [], why_lower, True, new)
     else:  # watch() does not know the optimizer: give the factor
         factor = suggested_lr(1.0, ratio)
         lower = ("lr", f"lower the learning rate about {1 / factor:.0f}x", [], why_lower, False, None)
-    clip = (
+    clip: Candidate = (
         "clip",
         "clip the gradient norm (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) before optimizer.step()",
         [],
@@ -134,7 +138,7 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[tuple[str, st
         False,
         None,
     )
-    leaky = (
+    leaky: Candidate = (
         "activation",
         f"replace ReLU by LeakyReLU (or GELU) at {_names(affected)}",
         affected,
@@ -214,13 +218,15 @@ def _module(model: nn.Module, name: str) -> nn.Module | None:
 
 
 def _reinit(module: nn.Module, activation: str | None) -> None:
+    weight, bias = module.weight, getattr(module, "bias", None)
+    assert isinstance(weight, torch.Tensor)
     with torch.no_grad():
         if activation in BOUNDED or activation is None:  # None: the readout, no activation after it
-            nn.init.xavier_normal_(module.weight)
+            nn.init.xavier_normal_(weight)
         else:
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-        if getattr(module, "bias", None) is not None:
-            nn.init.zeros_(module.bias)
+            nn.init.kaiming_normal_(weight, nonlinearity="relu")
+        if isinstance(bias, torch.Tensor):
+            nn.init.zeros_(bias)
 
 
 def _feeding(diagnosis: Diagnosis, layers: tuple[str, ...]) -> list[tuple[str, str | None]]:
@@ -305,7 +311,7 @@ def apply_fix(setup: Setup, fix: Fix, diagnosis: Diagnosis) -> list[str]:
             if (
                 module is not None
                 and isinstance(getattr(module, "weight", None), nn.Parameter)
-                and module.weight.dim() >= 2
+                and module.weight.dim() >= 2  # type: ignore[operator]
             ):
                 _reinit(module, activation)
                 done.append(weight)
@@ -323,7 +329,7 @@ def apply_fix(setup: Setup, fix: Fix, diagnosis: Diagnosis) -> list[str]:
             if (
                 module is not None
                 and isinstance(getattr(module, "weight", None), nn.Parameter)
-                and module.weight.dim() >= 2
+                and module.weight.dim() >= 2  # type: ignore[operator]
             ):
                 _reinit(module, "relu")
         return done

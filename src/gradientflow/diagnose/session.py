@@ -90,6 +90,10 @@ def _forward(model: nn.Module, x: Any) -> Any:
 _END = object()
 
 
+def _first_forward(model: nn.Module, x: Any, guard: Guard) -> Any:
+    return traced_call(model, lambda: _forward(model, x), x, guard.locate)
+
+
 def train_and_probe(
     setup: Setup,
     steps: int,
@@ -122,7 +126,7 @@ def train_and_probe(
                     break
                 x, y = _unpack(batch, device, target)
                 with guard.phase(f"the model's forward pass at step {step}", model):
-                    output = traced_call(model, lambda x=x: _forward(model, x), x, guard.locate) if step == 0 else _forward(model, x)  # fmt: skip
+                    output = _first_forward(model, x, guard) if step == 0 else _forward(model, x)
                 with guard.phase(f"the loss function at step {step}", error=FactoryError):
                     loss = loss_fn(output, y)
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -131,7 +135,7 @@ def train_and_probe(
                     )
                 with guard.phase(f"the backward pass at step {step}", model):
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                 value = float(loss.detach())
                 losses.append(value)
                 if not math.isfinite(value):
