@@ -150,6 +150,10 @@ def test_a_late_collapse_is_found_with_its_onset_and_the_end_state() -> None:
     assert table.at["act1", "verdict_start"] == "healthy" and table.at["act1", "verdict_end"] == "vanishing"
     assert table.at["act1", "relative_grad_worst_step"] == 19 and table.at["act1", "relative_grad_end"] < 1e-6
     assert 13 <= table.at["act1", "onset"] <= 15
+    # the cause is the training, not the init: the weights on the path lost 25% of their norm per step
+    problem = diagnosis.problem
+    assert problem.cause_code == "weights_shrank" and report.fixes[0].code == "decay"
+    assert problem.evidence["weight_norm_ratio"] == pytest.approx(0.75 ** (problem.step - 12), rel=0.05)
     assert zoo_module().ZOO["late_vanishing"][0] == "vanishing"
 
 

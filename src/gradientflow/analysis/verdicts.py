@@ -221,8 +221,29 @@ def _name(activation: Any) -> str:
     return str(activation) if isinstance(activation, str) else "the activation"
 
 
+def _weight_growth(path: pd.DataFrame, frame: pd.DataFrame, onset: int) -> tuple[float, float, int]:
+    """Return (median, product) over the path's weights of ||W|| at `onset` over ||W|| at the first recorded step, and that step.
+
+    The product is the factor by which the weights' change of scale alone multiplies a signal
+    crossing the path. NaN when the frame has no weight norms for them.
+    """
+    names = {w for text in path["weights"] for w in str(text).split(", ") if w}
+    weights = frame[frame["layer"].isin(names) & (frame["kind"] == "weight")]
+    if weights.empty or "weight_norm" not in weights:
+        return np.nan, np.nan, onset
+    start = int(weights["step"].min())
+    by_step = weights.pivot_table(index="layer", columns="step", values="weight_norm", aggfunc="first")
+    if onset not in by_step.columns:
+        return np.nan, np.nan, start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (by_step[onset] / by_step[start]).dropna()
+    if ratios.empty:
+        return np.nan, np.nan, start
+    return float(ratios.median()), float(ratios.prod()), start
+
+
 def _gradient_cause(
-    problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds
+    problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds, onset: int
 ) -> tuple[str, str, dict[str, float]]:
     path = _path(summary, first)
     row = path.iloc[0]
@@ -246,6 +267,18 @@ def _gradient_cause(
         )
     if dead > 0.5:
         return f"dead ReLUs: {where}; most units never fire, so no gradient passes them", "dead_relus", evidence
+    median, product, start = _weight_growth(path, frame, onset)
+    # a late problem whose weights changed scale during training: the training, not the init, moved them there
+    if onset > start and (product < 0.5 if problem == "vanishing" else product > 2.0):
+        evidence["weight_norm_ratio"] = median
+        evidence["weight_norm_product"] = product
+        direction = "shrank" if problem == "vanishing" else "grew"
+        return (
+            f"the weights {direction} during training: by step {onset} each weight on the path has about {median:.2g} x "
+            f"its norm at step {start} ({product:.2g} x multiplied over the path); {where}",
+            "weights_shrank" if problem == "vanishing" else "weights_grew",
+            evidence,
+        )
     if problem == "vanishing":
         slope = " (its derivative is at most 0.25)" if activation == "sigmoid" else ""
         return (
@@ -264,11 +297,17 @@ def _gradient_cause(
 
 
 def _cause(
-    problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds, diverged_at: int | None
+    problem: str,
+    first: str,
+    summary: pd.DataFrame,
+    frame: pd.DataFrame,
+    th: Thresholds,
+    diverged_at: int | None,
+    onset: int,
 ) -> tuple[str, str, dict[str, float]]:
     """Return (likely cause in one sentence, its code, the numbers behind it)."""
     if problem in _BACKWARD:
-        return _gradient_cause(problem, first, summary, frame, th)
+        return _gradient_cause(problem, first, summary, frame, th, onset)
     row = summary[summary["layer"] == first].iloc[0]
     activation = _name(row["activation"])
     if problem == "saturated":
@@ -308,7 +347,7 @@ def _problem(
 ) -> Problem:
     summary = _summary(table, flags, _window(table, onset, th))
     first, layers = _first_layer(summary, problem)
-    cause, code, evidence = _cause(problem, first, summary, frame, th, diverged_at)
+    cause, code, evidence = _cause(problem, first, summary, frame, th, diverged_at, onset)
     return Problem(problem, first, onset, layers, cause, code, evidence, at_end=bool(end_hits[problem].any()))
 
 

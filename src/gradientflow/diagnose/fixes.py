@@ -27,7 +27,7 @@ TARGET_UPDATE_RATIO = 0.03  # a lowered learning rate aims at updates of ~3% of 
 class Fix:
     """One suggested change: `action` (a sentence naming layers), the layers it touches, and why.
 
-    `code` is one of init, batchnorm, activation, lr, skip, clip, depth; `auto` says whether
+    `code` is one of init, batchnorm, activation, lr, skip, clip, depth, decay; `auto` says whether
     ``--try-fixes`` can apply it to the user's model; `value` carries its parameter (the new
     learning rate for ``lr``, the activation for ``activation``).
     """
@@ -146,8 +146,21 @@ def _candidates(diagnosis: Diagnosis, setup: Setup | None) -> list[Candidate]:
         True,
         "leaky_relu",
     )
+    shrank: Candidate = (
+        "decay",
+        f"find what scales the weights of {_names(_weights(table, all_hidden))} down during training (a weight decay "
+        "too strong for the learning rate, a schedule, a norm constraint) and weaken it",
+        [],
+        f"the weights on the failing path fell to {problem.evidence.get('weight_norm_ratio', 0):.2g} x their initial norm by step {problem.step}; the init was fine",
+        False,
+        None,
+    )
     code = problem.cause_code
-    if code == "weight_scale_small" or (problem.verdict == "vanishing" and code != "saturated_activations"):
+    if code == "weights_shrank":
+        ranked = [shrank, norm, skip]
+    elif code == "weights_grew":
+        ranked = [lower, norm, clip]
+    elif code == "weight_scale_small" or (problem.verdict == "vanishing" and code != "saturated_activations"):
         ranked = [norm, relu, init, skip]
     elif code in ("saturated_activations", "weight_scale_large") and problem.verdict != "exploding":
         ranked = [init, norm, relu]
