@@ -14,11 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import ModelError
+
 __all__ = [
     "STREAM_SUFFIX",
     "STATE_COLUMNS",
     "layer_frame",
     "layer_states",
+    "weight_norm_change",
+    "nothing_to_judge",
 ]
 
 STREAM_SUFFIX = ":stream"
@@ -156,3 +160,42 @@ def layer_states(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(parts, axis=1)
     out.index.name = "layer"
     return out.reset_index().sort_values("order", ignore_index=True)
+
+
+def weight_norm_change(path: pd.DataFrame, frame: pd.DataFrame, onset: int) -> tuple[float, float, int]:
+    """Return (median, product) over the path's weights of ||W|| at `onset` over ||W|| at the first recorded step, and that step.
+
+    The product is the factor by which the weights' change of scale alone multiplies a signal
+    crossing the path. NaN when the frame has no weight norms for them.
+    """
+    names = {w for text in path["weights"] for w in str(text).split(", ") if w}
+    weights = frame[frame["layer"].isin(names) & (frame["kind"] == "weight")]
+    if weights.empty or "weight_norm" not in weights:
+        return np.nan, np.nan, onset
+    start = int(weights["step"].min())
+    by_step = weights.pivot_table(index="layer", columns="step", values="weight_norm", aggfunc="first")
+    if onset not in by_step.columns:
+        return np.nan, np.nan, start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = (by_step[onset] / by_step[start]).dropna()
+    if ratios.empty:
+        return np.nan, np.nan, start
+    return float(ratios.median()), float(ratios.prod()), start
+
+
+def nothing_to_judge(frame: pd.DataFrame) -> ModelError:
+    """Return the error for a frame without activation or tap rows, naming the rows it has and how to opt in."""
+    seen = frame.drop_duplicates("layer").sort_values("order") if not frame.empty else frame
+    parts = []
+    for kind, label in (("weight", "weight layer"), ("norm", "norm layer")):
+        names = list(seen["layer"][seen["kind"] == kind]) if not seen.empty else []
+        if names:
+            listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+            parts.append(f"{len(names)} {label}{'s' if len(names) != 1 else ''} ({listed})")
+    found = " and ".join(parts) if parts else "nothing at all (no step was recorded)"
+    return ModelError(
+        f"nothing to judge: the probe found no activation and no tap; it saw {found}. Verdicts are about "
+        "the inputs of activations: opt one in by wrapping its input, "
+        '`h = torch.relu(gradientflow.tap(z, "block1.relu", "relu"))`, or by giving your activation module '
+        'an attribute `gradientflow_activation = "relu"` (on its class or the instance)'
+    )

@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ModelError
 from .diagnosis import TABLE_COLUMNS, VERDICT_COLUMNS, Diagnosis, Problem
-from .layer_table import STREAM_SUFFIX, layer_frame, layer_states
+from .layer_table import STREAM_SUFFIX, layer_frame, layer_states, nothing_to_judge, weight_norm_change
 
 __all__ = [
     "Thresholds",
@@ -221,27 +220,6 @@ def _name(activation: Any) -> str:
     return str(activation) if isinstance(activation, str) else "the activation"
 
 
-def _weight_growth(path: pd.DataFrame, frame: pd.DataFrame, onset: int) -> tuple[float, float, int]:
-    """Return (median, product) over the path's weights of ||W|| at `onset` over ||W|| at the first recorded step, and that step.
-
-    The product is the factor by which the weights' change of scale alone multiplies a signal
-    crossing the path. NaN when the frame has no weight norms for them.
-    """
-    names = {w for text in path["weights"] for w in str(text).split(", ") if w}
-    weights = frame[frame["layer"].isin(names) & (frame["kind"] == "weight")]
-    if weights.empty or "weight_norm" not in weights:
-        return np.nan, np.nan, onset
-    start = int(weights["step"].min())
-    by_step = weights.pivot_table(index="layer", columns="step", values="weight_norm", aggfunc="first")
-    if onset not in by_step.columns:
-        return np.nan, np.nan, start
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = (by_step[onset] / by_step[start]).dropna()
-    if ratios.empty:
-        return np.nan, np.nan, start
-    return float(ratios.median()), float(ratios.prod()), start
-
-
 def _gradient_cause(
     problem: str, first: str, summary: pd.DataFrame, frame: pd.DataFrame, th: Thresholds, onset: int
 ) -> tuple[str, str, dict[str, float]]:
@@ -267,7 +245,7 @@ def _gradient_cause(
         )
     if dead > 0.5:
         return f"dead ReLUs: {where}; most units never fire, so no gradient passes them", "dead_relus", evidence
-    median, product, start = _weight_growth(path, frame, onset)
+    median, product, start = weight_norm_change(path, frame, onset)
     # a late problem whose weights changed scale during training: the training, not the init, moved them there
     if onset > start and (product < 0.5 if problem == "vanishing" else product > 2.0):
         evidence["weight_norm_ratio"] = median
@@ -361,23 +339,6 @@ def _run_verdict(hits: pd.DataFrame) -> str:
     return next((p for p in PROBLEMS if hits[p].any()), "healthy")
 
 
-def _nothing_to_judge(frame: pd.DataFrame) -> ModelError:
-    seen = frame.drop_duplicates("layer").sort_values("order") if not frame.empty else frame
-    parts = []
-    for kind, label in (("weight", "weight layer"), ("norm", "norm layer")):
-        names = list(seen["layer"][seen["kind"] == kind]) if not seen.empty else []
-        if names:
-            listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
-            parts.append(f"{len(names)} {label}{'s' if len(names) != 1 else ''} ({listed})")
-    found = " and ".join(parts) if parts else "nothing at all (no step was recorded)"
-    return ModelError(
-        f"nothing to judge: the probe found no activation and no tap; it saw {found}. Verdicts are about "
-        "the inputs of activations: opt one in by wrapping its input, "
-        '`h = torch.relu(gradientflow.tap(z, "block1.relu", "relu"))`, or by giving your activation module '
-        'an attribute `gradientflow_activation = "relu"` (on its class or the instance)'
-    )
-
-
 def diagnose_frame(
     frame: pd.DataFrame, thresholds: Thresholds = THRESHOLDS, diverged_at: int | None = None
 ) -> Diagnosis:
@@ -388,7 +349,7 @@ def diagnose_frame(
     ModelError when the frame has no activation or tap row (naming what it does have).
     """
     if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
-        raise _nothing_to_judge(frame)
+        raise nothing_to_judge(frame)
     th = thresholds
     table = layer_frame(frame)
     flags = _flags(table, th)
