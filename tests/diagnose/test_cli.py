@@ -155,3 +155,16 @@ def test_a_failing_first_call_names_the_layers_that_ran(tmp_path: Path) -> None:
         "layers that ran: 0, 1",
         "mat1 and mat2 shapes cannot be multiplied",
     )
+
+
+def test_user_names_are_printed_intact(tmp_path: Path) -> None:
+    # rich would turn "mine.py:smile:" into an emoji and "[/x]" into markup
+    path = write(
+        tmp_path,
+        "def smile():\n"
+        "    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))\n"
+        "    return model, [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]\n",
+    )
+    result = invoke("diagnose", f"{path}:smile", "--steps", 3)
+    assert result.exit_code == 0, result.output
+    assert f"{path}:smile: 3 steps" in result.output.replace("\n", "")

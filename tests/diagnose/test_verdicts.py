@@ -169,3 +169,12 @@ def test_a_diverged_steps_infinities_are_written_as_null() -> None:
     document = json.loads(json.dumps(diagnosis.to_dict(), allow_nan=False))
     act1 = document["layers"][0]
     assert act1["pre_mean_end"] is None and act1["grad_rms_end"] is None and act1["pre_mean_init"] == 0.0
+
+
+def test_a_stream_tap_inside_another_block_is_dropped() -> None:
+    # GPT-2: the MLP inside a block returns its input's shape too, but the stream is the block's output
+    names = ["h0.mlp.act_fn", "h0.mlp:stream", "h0:stream", "h1.mlp.act_fn", "h1.mlp:stream", "h1:stream"]
+    table = diagnose_frame(frame([[1.0] * 6] * 3, names=names)).table
+    assert list(table["layer"]) == ["h0.mlp.act_fn", "h0:stream", "h1.mlp.act_fn", "h1:stream"]
+    assert list(table["role"]) == ["branch", "stream", "branch", "stream"]
+    assert table.set_index("layer").at["h1:stream", "weights"] == "fc5, fc6"  # the dropped tap's weights move on

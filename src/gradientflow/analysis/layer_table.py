@@ -60,12 +60,17 @@ def _structure(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     rows: list[dict[str, Any]] = []
     owner: dict[str, str] = {}
     pending: list[str] = []
-    blocks = [name[: -len(STREAM_SUFFIX)] for name in ids["layer"] if name.endswith(STREAM_SUFFIX)]
+    tapped = [name[: -len(STREAM_SUFFIX)] for name in ids["layer"] if name.endswith(STREAM_SUFFIX)]
+    # a tapped block inside another (GPT-2's mlp inside its block) is a branch's output, not the stream
+    nested = {b for b in tapped if any(b.startswith(outer + ".") for outer in tapped)}
+    blocks = [b for b in tapped if b not in nested]
     for item in ids.itertuples(index=False):
         if item.kind in _WEIGHT_KINDS:
             pending.append(item.layer)
             continue
-        if item.kind not in _JUDGED_KINDS:
+        if item.kind not in _JUDGED_KINDS or (
+            item.layer.endswith(STREAM_SUFFIX) and item.layer[: -len(STREAM_SUFFIX)] in nested
+        ):
             continue
         if item.layer.endswith(STREAM_SUFFIX):
             role = "stream"

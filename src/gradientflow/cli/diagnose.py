@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
 from ..errors import GradientflowError
@@ -39,9 +40,18 @@ def _fail_on(text: str) -> list[str]:
     return list(PROBLEMS) if "any" in resolved else resolved
 
 
-def _verdict_cell(text: str) -> str:
+def _cell(markup: str) -> Text:
+    # user text (a factory named `make:smile`) must not become an emoji
+    return Text.from_markup(markup, emoji=False)
+
+
+def _verdict_markup(text: str) -> str:
     word = text.split(" (")[0]
     return f"[{COLOURS.get(word, 'white')}]{escape(text)}[/]"
+
+
+def _verdict_cell(text: str) -> Text:
+    return _cell(_verdict_markup(text))
 
 
 def _verdict_table(report) -> Table:  # type: ignore[no-untyped-def]
@@ -55,7 +65,7 @@ def _verdict_table(report) -> Table:  # type: ignore[no-untyped-def]
         left = name in ("layer", "role", "act", "start", "end")
         table.add_column(name, justify="left" if left else "right", no_wrap=True)
     for row in table_rows(report.diagnosis):
-        table.add_row(*(escape(cell) for cell in row[:-2]), _verdict_cell(row[-2]), _verdict_cell(row[-1]))
+        table.add_row(*(Text(cell) for cell in row[:-2]), _verdict_cell(row[-2]), _verdict_cell(row[-1]))
     return table
 
 
@@ -70,17 +80,17 @@ def _tried_table(report) -> Table:  # type: ignore[no-untyped-def]
         "(none: as given)",
         _verdict_cell(before.verdict),
         _verdict_cell(before.end),
-        escape(before.problem.layer) if before.problem else "-",
+        Text(before.problem.layer) if before.problem else "-",
         _fmt(first_to_last_ratio(before)),
         _fmt(report.final_loss),
     )
     for tried in report.tried:
         after = tried.diagnosis
         table.add_row(
-            escape(f"{tried.fix.rank}. {tried.fix.action}"),
+            Text(f"{tried.fix.rank}. {tried.fix.action}"),
             _verdict_cell(after.verdict),
             _verdict_cell(after.end),
-            escape(after.problem.layer) if after.problem else "-",
+            Text(after.problem.layer) if after.problem else "-",
             _fmt(first_to_last_ratio(after)),
             _fmt(tried.final_loss),
         )
@@ -96,12 +106,13 @@ def _print(report) -> None:  # type: ignore[no-untyped-def]
     console.print(
         f"{escape(report.target)}: {report.steps_done} steps{recorded} in {report.seconds:.1f} s{loss}{diverged}",
         highlight=False,
+        emoji=False,
     )
     console.print(_verdict_table(report))
     diagnosis = report.diagnosis
     for line, verdict in zip(run_lines(diagnosis), (diagnosis.start, diagnosis.end)):
         head, _, _ = line.rpartition(": ")
-        console.print(f"{escape(head)}: {_verdict_cell(verdict)}", highlight=False)
+        console.print(f"{escape(head)}: {_verdict_markup(verdict)}", highlight=False, emoji=False)
     problem = diagnosis.problem
     if problem is None:
         console.print(
@@ -110,16 +121,18 @@ def _print(report) -> None:  # type: ignore[no-untyped-def]
         return
     colour = COLOURS.get(problem.verdict, "white")
     line = escape(problem_line(problem, root=True)).replace(problem.verdict, f"[{colour}]{problem.verdict}[/]", 1)
-    console.print(line, highlight=False)
-    console.print(f"likely cause: {escape(problem.cause)}", highlight=False)
+    console.print(line, highlight=False, emoji=False)
+    console.print(f"likely cause: {escape(problem.cause)}", highlight=False, emoji=False)
     for other in diagnosis.others:
-        console.print(escape(problem_line(other, root=False)), highlight=False)
+        console.print(escape(problem_line(other, root=False)), highlight=False, emoji=False)
     console.print("fixes, best first:")
     for fix in report.fixes:
         mark = "" if fix.auto else " [dim](not tried automatically)[/]"
-        console.print(f"  {fix.rank}. {escape(fix.action)}: {escape(fix.why)}{mark}", highlight=False)
+        console.print(f"  {fix.rank}. {escape(fix.action)}: {escape(fix.why)}{mark}", highlight=False, emoji=False)
     for untried in report.untried:
-        console.print(f"[yellow]fix {untried.fix.rank} not tried:[/] {escape(untried.reason)}", highlight=False)
+        console.print(
+            f"[yellow]fix {untried.fix.rank} not tried:[/] {escape(untried.reason)}", highlight=False, emoji=False
+        )
     if report.tried:
         console.print(_tried_table(report))
 
@@ -208,11 +221,15 @@ def diagnose(
         failing = _fail_on(fail_on)
         destination = _json_destination(json_path)
         quiet = json_path == "-"
-        on_stage = None if quiet else (lambda text: errors.print(f"[dim]{escape(text)}[/]", highlight=False))
+        on_stage = (
+            None if quiet else (lambda text: errors.print(f"[dim]{escape(text)}[/]", highlight=False, emoji=False))
+        )
         try:
             report = run_diagnose(target, steps, try_fixes, seed, on_stage=on_stage, threads=threads, timeout=timeout)
         except KeyboardInterrupt:
-            errors.print(f"[yellow]interrupted:[/] {escape(target)} was not diagnosed (nothing is written)")
+            errors.print(
+                f"[yellow]interrupted:[/] {escape(target)} was not diagnosed (nothing is written)", emoji=False
+            )
             raise typer.Exit(130) from None
         document = json.dumps(report.to_dict(), indent=2, allow_nan=False)
         if quiet:
@@ -221,8 +238,8 @@ def diagnose(
             _print(report)
             if destination is not None:
                 _write(destination, document)
-                console.print(f"JSON: {escape(str(destination))}", highlight=False)
+                console.print(f"JSON: {escape(str(destination))}", highlight=False, emoji=False)
         found = [p for p in report.problems() if p in failing]
         if found:
-            errors.print(f"--fail-on: found {', '.join(found)}", highlight=False)
+            errors.print(f"--fail-on: found {', '.join(found)}", highlight=False, emoji=False)
             raise typer.Exit(1)
