@@ -175,7 +175,7 @@ _TEXTS = st.lists(
             "[" * 1200,
             "{a = " * 1200,
         ]
-    ),  # fmt: skip
+    ),
     max_size=40,
 ).map("".join)
 
