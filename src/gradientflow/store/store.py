@@ -215,6 +215,11 @@ class Store(StoreReader):
                 "UPDATE runs SET heartbeat_at = ? WHERE owner = ? AND status = 'running'", (time.time(), owner)
             ).rowcount
 
+    def lease_is_live(self, run_id: str, me: str, lease_s: float = leases.DEFAULT_LEASE_S) -> bool:
+        """Return whether another owner than `me` is training `run_id` now (a live lease on a running run)."""
+        found = self._query("SELECT status, owner, heartbeat_at FROM runs WHERE run_id = ?", (run_id,))
+        return bool(found) and found[0][0] == "running" and leases.lease_is_live(found[0][1], found[0][2], lease_s, me)
+
     def release(self, owner: str) -> None:
         """Give up `owner`'s leases on runs still running (they stay ``running``, free to be claimed)."""
         with self._transaction() as db:
