@@ -9,11 +9,11 @@ and exit when it is gone, so a killed sweep leaves no process behind.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +32,6 @@ __all__ = ["MAX_RETRIES", "Dispatcher", "run_inline", "run_pool", "rebuild_error
 
 #: How often a task whose worker died is tried again before its runs are marked failed.
 MAX_RETRIES = 1
-_PARENT_POLL_S = 0.5
 
 
 @dataclass
@@ -91,16 +90,16 @@ def rebuild_error(kind: str, text: str) -> GradientflowError:
 # ---------------------------------------------------------------------------------- worker side
 
 
-def _exit_with_parent(parent: int) -> None:
-    while True:
-        if os.getppid() != parent:
-            os._exit(1)  # the sweep is gone: nobody would store what this worker trains
-        time.sleep(_PARENT_POLL_S)
+def _exit_with_parent(lifeline: Connection) -> None:
+    # Only the driver holds the other end: the kernel closes it when the driver dies, however it dies.
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv()
+    os._exit(1)  # the sweep is gone: nobody would store what this worker trains
 
 
-def _worker_main(connection: Connection, parent: int) -> None:
+def _worker_main(connection: Connection, lifeline: Connection) -> None:
     torch.set_num_threads(1)  # two one-thread workers use two cores better than one two-thread run
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
     while True:
         try:
             job = connection.recv()
@@ -120,24 +119,35 @@ def _worker_main(connection: Connection, parent: int) -> None:
 
 
 class _Worker:
-    def __init__(self, context: Any) -> None:
-        self.connection, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker_main, args=(child, os.getpid()), daemon=True)
-        self.process.start()
-        child.close()
+    def __init__(self, context: Any | None) -> None:
         self.item: _Queued | None = None
         self.broken = False  # its pipe failed mid-message: it died, or will be treated as dead
+        self.done = context is None  # a dead worker not replaced: nothing was left to do
+        if context is None:
+            return
+        self.connection, child = context.Pipe(duplex=True)
+        lifeline, self._lifeline = context.Pipe(duplex=False)
+        self.process = context.Process(target=_worker_main, args=(child, lifeline), daemon=True)
+        self.process.start()
+        child.close()
+        lifeline.close()
+
+    @classmethod
+    def finished(cls) -> _Worker:
+        """A placeholder for a worker that died when no task was left for a replacement."""
+        return cls(None)
 
     def stop(self) -> None:
-        try:
+        if self.done:
+            return
+        with contextlib.suppress(OSError, ValueError):
             self.connection.send(None)
-        except (OSError, ValueError):
-            pass
         self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(timeout=5)
         self.connection.close()
+        self._lifeline.close()
 
 
 def _death_reason(process: Any) -> str:
@@ -147,9 +157,22 @@ def _death_reason(process: Any) -> str:
     return f"its worker process died (exit code {code})"
 
 
+def _context() -> Any:
+    """A fork server that has imported torch and the trainer once: each new worker starts in milliseconds.
+
+    Spawning imports torch afresh in every worker (seconds on a busy machine), and a replaced
+    worker would pay it again; plain fork would copy the driver's threads and open database.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["gradientflow.runner.tasks"])
+    return context
+
+
 def run_pool(dispatcher: Dispatcher, workers: int, observe: Observer | None = None) -> None:
     """Train the tasks on `workers` spawned processes; the driver stores what they stream back."""
-    context = multiprocessing.get_context("spawn")
+    context = _context()
     pool = [_Worker(context) for _ in range(workers)]
     error: GradientflowError | None = None
     try:
@@ -172,7 +195,7 @@ def run_pool(dispatcher: Dispatcher, workers: int, observe: Observer | None = No
                         item, worker.item = worker.item, None
                         dispatcher.retry(item, _death_reason(worker.process))
                     worker.stop()
-                    pool[index] = _Worker(context)
+                    pool[index] = _Worker(context) if dispatcher.queue else _Worker.finished()
     finally:
         for worker in pool:
             worker.stop()
@@ -182,7 +205,7 @@ def run_pool(dispatcher: Dispatcher, workers: int, observe: Observer | None = No
 
 def _assign(pool: list[_Worker], dispatcher: Dispatcher, observe: Observer | None) -> None:
     for worker in pool:
-        if worker.item is None:
+        if worker.item is None and not worker.done:
             item = dispatcher.next()
             if item is None:
                 return

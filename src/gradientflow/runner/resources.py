@@ -49,7 +49,7 @@ def estimate_run_bytes(spec: ExperimentSpec) -> int:
     if model.arch == "cnn":
         widths = [1, *model.channels]
         parameters = sum(a * b * model.kernel_size**2 for a, b in zip(widths, widths[1:])) + widths[-1] * classes
-        pixels = (side or int(math.isqrt(features)) or 1) ** 2
+        pixels = (side or math.isqrt(features) or 1) ** 2
         activations = batch * pixels * sum(model.channels)
         layers = len(model.channels)
     else:
