@@ -96,7 +96,8 @@ def _size_problems(sweep: dict[str, tuple[Any, ...]]) -> list[str]:
 
 def _text_nesting_problem(text: str) -> str | None:
     """The first place where arrays or inline tables nest deeper than `MAX_NESTING`, as a problem."""
-    depth, line, key, quote, statement = 0, 1, "", "", []
+    depth, line, key, quote = 0, 1, "", ""
+    statement: list[str] = []
     index, length = 0, len(text)
     while index < length:
         char = text[index]
