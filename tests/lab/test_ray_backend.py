@@ -55,3 +55,23 @@ def test_without_ray_the_backend_says_how_to_install(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
     with pytest.raises(TrainingError, match=r"pip install 'gradientflow\[ray\]'"):
         run_sweep(tiny_spec("noray"), tmp_path / "x.db", backend="ray")
+
+
+def test_the_cli_checks_backend_and_address_before_running(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gradientflow.cli import app
+
+    from .helpers import tiny_toml
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(tiny_toml("s"))
+    for args, expected in (
+        (["--backend", "spark"], "--backend: 'spark' is not one of local, ray"),
+        (["--address", "ray://head:10001"], "--address names a Ray cluster: add --backend ray"),
+    ):
+        result = CliRunner().invoke(
+            app, ["run", str(spec), "--db", str(tmp_path / "x.db"), *args], env={"COLUMNS": "300"}
+        )
+        assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "x.db").exists()

@@ -109,7 +109,7 @@ def count_or_zero(db: Path, sql: str) -> int:
 
 def test_two_sweeps_of_one_spec_on_one_database_store_every_run_once(tmp_path: Path) -> None:
     spec = tmp_path / "shared.toml"
-    spec.write_text(tiny_toml("shared", steps=100, every=5, sweep="seeds = [0, 1, 2, 3]"))
+    spec.write_text(tiny_toml("shared", steps=60, every=5, sweep="seeds = [0, 1, 2, 3]"))
     db = tmp_path / "shared.db"
     command = [entry_point(), "run", str(spec), "--db", str(db), "--vectorize", "off"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -121,7 +121,7 @@ def test_two_sweeps_of_one_spec_on_one_database_store_every_run_once(tmp_path: P
     assert [process.returncode for process in both] == [0, 0], outputs
     assert count(db, "SELECT COUNT(*) FROM runs WHERE status = 'finished'") == 4
     assert duplicated_keys(db) == {"layer_stats": 0, "metrics": 0, "histograms": 0}
-    assert count(db, "SELECT COUNT(*) FROM layer_stats") == 4 * 20 * 7  # 20 recorded steps x 7 layers per run
+    assert count(db, "SELECT COUNT(*) FROM layer_stats") == 4 * 12 * 7  # 12 recorded steps x 7 layers per run
     trained = sum(output.count(": finished") for output in outputs)
     assert trained == 4, outputs  # each run trained by one of the two, never both
 
