@@ -134,3 +134,13 @@ def test_parse_names_source_in_errors() -> None:
 def test_write_rejects_unsupported_dtype(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no element type for int64"):
         write_idx(tmp_path / "x", np.zeros(3, dtype=np.int64))
+
+
+def test_header_whose_size_overflows_int64_is_malformed_not_a_traceback() -> None:
+    # 65536^4 = 2^64 elements: in int64 the product wraps to 0, so a bare header looked complete.
+    raw = bytes([0, 0, 0x08, 4]) + struct.pack(">4I", 65536, 65536, 65536, 65536)
+    with pytest.raises(
+        DataError,
+        match=r"shape \(65536, 65536, 65536, 65536\) of uint8 \(18,446,744,073,709,551,636 bytes in all\), file has 20 bytes",
+    ):
+        parse_idx(raw, source="huge.idx")

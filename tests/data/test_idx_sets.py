@@ -84,7 +84,7 @@ def test_missing_dataset_lists_every_folder_and_how_to_get_it(tmp_path: Path, mo
     message = str(caught.value)
     for folder in (tmp_path / "cache" / "fashion_mnist", tmp_path / "cache" / "FashionMNIST" / "raw", *system):
         assert str(folder) in message
-    assert "download=True" in message and "--download" in message
+    assert "download = true" in message and "[data]" in message and "--download" not in message
     assert "GRADIENTFLOW_DATA" in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert "train-images-idx3-ubyte" in message

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import unicodedata
 from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import GradientflowError
@@ -31,11 +33,26 @@ def clean_errors() -> Iterator[None]:
     try:
         yield
     except GradientflowError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        errors.print(f"[bold red]error:[/] {user_text(str(error), keep_newlines=True)}", highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted:[/] finished runs are stored; rerun the same command to redo the rest.")
         raise typer.Exit(130) from None
+
+
+def user_text(value: object, *, keep_newlines: bool = False) -> str:
+    """Return `value` as text safe to print through rich: markup escaped, control characters shown as ``\\x1b``.
+
+    Names and values come from users' specs: ``[/x]`` must print as itself, not crash rich's
+    markup parser, and an escape sequence must not recolour or clear the terminal.
+    """
+    text = str(value)
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        text = "".join(
+            char if unicodedata.category(char) != "Cc" or (keep_newlines and char == "\n") else repr(char)[1:-1]
+            for char in text
+        )
+    return escape(text)
 
 
 def _progress() -> Progress:

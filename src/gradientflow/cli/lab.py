@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors
+from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors, user_text
 
 
 @app.command()
@@ -59,29 +59,52 @@ def demo(
 @app.command()
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.toml", help="Experiment spec (see examples/)."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes (one torch thread each)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        min=1,
+        help="Worker processes (local) or CPUs of the local Ray instance (one torch thread each).",
+    ),
     vectorize: str = typer.Option(
         "auto",
         "--vectorize",
         help="auto: runs differing only in seed, lr, momentum, weight decay or init train as one vectorized group (each stored as its own run); off: one by one.",
     ),
+    backend: str = typer.Option(
+        "local", "--backend", help="local: processes on this machine; ray: Ray tasks (pip install 'gradientflow[ray]')."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="With --backend ray: the cluster to join (e.g. ray://head:10001 or auto); default: a local instance.",
+    ),
     db: Path = DB_OPTION,
 ) -> None:
     """Run one experiment or a whole sweep; runs already finished in the database are skipped.
+
+    Two invocations on one database share the work: a run the other is training is waited for, never redone.
 
     Example: [bold]gradientflow run examples/bn_vs_plain_sigmoid.toml --workers 2 --vectorize auto[/]
     """
     with clean_errors():
         from ..errors import TrainingError
-        from ..runner import VECTORIZE_MODES, RunnerEvents, plan, run_sweep
-        from ..spec import load
+        from ..runner import BACKENDS, VECTORIZE_MODES, RunnerEvents, plan, run_sweep
+        from ..spec import count_runs, load
 
         if vectorize not in VECTORIZE_MODES:
             raise TrainingError(f"--vectorize: {vectorize!r} is not one of {', '.join(VECTORIZE_MODES)}")
+        if backend not in BACKENDS:
+            raise TrainingError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+        if address is not None and backend != "ray":
+            raise TrainingError("--address names a Ray cluster: add --backend ray")
         spec = load(spec_path)
+        if count_runs(spec) > 10_000:  # counted without building: say what is coming before the wait
+            console.print(f"{user_text(spec.name)}: expanding {count_runs(spec):,} runs...", highlight=False)
         runs, todo = plan(spec, db)
         console.print(
-            f"{spec.name}: {len(runs)} run(s), {len(runs) - len(todo)} already stored, {len(todo)} to do -> {db}"
+            f"{user_text(spec.name)}: {len(runs)} run(s), {len(runs) - len(todo)} already stored, {len(todo)} to do -> {user_text(db)}",
+            highlight=False,
         )
         with _progress() as progress:
             overall = progress.add_task("all runs", total=len(todo))
@@ -91,14 +114,24 @@ def run(
             def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
                 progress.advance(overall)
                 note = f" at step {outcome.diverged_at}" if outcome.diverged_at is not None else ""
-                progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]{note}")
+                progress.console.print(
+                    f"  {resolved.run_id[:8]} {user_text(resolved.name)}: [bold]{outcome.status}[/]{note}",
+                    highlight=False,
+                )
 
-            result = run_sweep(spec, db, workers, RunnerEvents(on_progress=on_progress, on_end=on_end), vectorize)  # type: ignore[arg-type]
+            def on_wait(waiting) -> None:  # type: ignore[no-untyped-def]
+                progress.console.print(f"  waiting for {len(waiting)} run(s) another gradientflow run is training")
+
+            events = RunnerEvents(on_progress=on_progress, on_end=on_end, on_wait=on_wait)
+            result = run_sweep(spec, db, workers, events, vectorize, backend=backend, address=address)  # type: ignore[arg-type]
+            progress.advance(overall, len(result.elsewhere))
+        if result.elsewhere:
+            console.print(f"{len(result.elsewhere)} run(s) were trained and stored by another gradientflow run")
         if result.failed:
             for run_id in result.failed:
-                errors.print(f"[red]failed:[/] {run_id}: {result.outcomes[run_id].message}")
+                errors.print(f"[red]failed:[/] {run_id}: {user_text(result.outcomes[run_id].message)}", highlight=False)
             raise typer.Exit(1)
-        console.print(f"done. See [bold]gradientflow runs --db {db}[/]")
+        console.print(f"done. See [bold]gradientflow runs --db {user_text(db)}[/]", highlight=False)
 
 
 @app.command("runs")
@@ -114,10 +147,10 @@ def list_runs(db: Path = DB_OPTION) -> None:
         with Store(db, readonly=True) as store:
             summary, differing = run_summaries(store)
         if summary.empty:
-            console.print(f"no runs in {db}")
+            console.print(f"no runs in {user_text(db)}")
             return
         table = Table(
-            title=f"runs in {db}",
+            title=f"runs in {user_text(db)}",
             caption="grad ratio: grad_rms of the first / last activation layer (far below 1: vanishing; far above: exploding)",
         )
         # the name repeats what the differing keys say when a sweep made the runs
@@ -125,7 +158,7 @@ def list_runs(db: Path = DB_OPTION) -> None:
         for column in [
             "id",
             *(["name"] if show_names else []),
-            *differing,
+            *map(user_text, differing),
             "status",
             "steps",
             "test acc",
@@ -137,8 +170,8 @@ def list_runs(db: Path = DB_OPTION) -> None:
         for row in summary.to_dict("records"):
             table.add_row(
                 row["run_id"][:8],
-                *([row["name"]] if show_names else []),
-                *[_fmt(row[k]) for k in differing],
+                *([user_text(row["name"])] if show_names else []),
+                *[user_text(_fmt(row[k])) for k in differing],
                 row["status"],
                 _fmt(row["steps_done"]),
                 _fmt(row["test_accuracy"]),
@@ -169,7 +202,10 @@ def show(
             info = store.run(full_id)
             stats = store.layer_stats_frame([full_id])
         summary = layer_summary(stats)
-        console.print(f"[bold]{info['name']}[/] ({full_id}), status {info['status']}, steps {info['steps_done']}")
+        console.print(
+            f"[bold]{user_text(info['name'])}[/] ({full_id}), status {info['status']}, steps {info['steps_done']}",
+            highlight=False,
+        )
         if summary.empty:
             console.print("no layer statistics recorded")
             return
@@ -184,7 +220,7 @@ def show(
                 return "-" if math.isnan(a) and math.isnan(b) else f"{_fmt(a)} -> {_fmt(b)}"
 
             table.add_row(
-                row["layer"],
+                user_text(row["layer"]),
                 row["kind"],
                 pair("grad_rms"),
                 pair("saturated_frac"),

@@ -8,6 +8,7 @@ Files ending in ``.gz`` are read and written through gzip.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -70,11 +71,13 @@ def parse_idx(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
         )
     shape = struct.unpack(f">{ndim}I", raw[4:header_size])
     dtype = IDX_DTYPES[type_code]
-    expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: 255 dimensions of up to 2^32 - 1 each overflow int64 (and wrap around in numpy).
+    expected = header_size + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
+        shown = str(shape) if len(shape) <= 8 else f"({', '.join(map(str, shape[:8]))}, ... {len(shape)} dimensions)"
         raise DataError(
-            f"malformed IDX file {source}: header says shape {shape} of {dtype.name} ({expected} bytes in all),"
-            f" file has {len(raw)} bytes"
+            f"malformed IDX file {source}: header says shape {shown} of {dtype.name} ({expected:,} bytes in all),"
+            f" file has {len(raw):,} bytes"
         )
     data = np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape)
     # A native-endian copy: callers get a writable array that owns its memory.

@@ -136,7 +136,9 @@ def _missing_message(name: str, searched: list[Path]) -> str:
             state = f"incomplete, missing {', '.join(missing)}"
         lines.append(f"  - {folder} ({state})")
     lines.append("To get it:")
-    lines.append(f"  - download it: load_dataset({name!r}, download=True), or --download on the command line;")
+    lines.append(
+        f"  - download it: set `download = true` under [data] in the spec (or load_dataset({name!r}, download=True));"
+    )
     lines.append(f"  - or put the files in {searched[0]}, or set GRADIENTFLOW_DATA to a folder holding {name}/;")
     if name == "fashion_mnist":
         lines.append("  - or on Debian/Ubuntu: apt-get install dataset-fashion-mnist")

@@ -128,6 +128,14 @@ def m004_create_histograms(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX histograms_run_step ON histograms (run_id, step)")
 
 
+@_migration
+def m005_run_leases(db: sqlite3.Connection) -> None:
+    # Who trains a running run and when it last said so: two sweeps on one file never train
+    # (and store) the same run twice; see store.leases.
+    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN heartbeat_at REAL")  # Unix seconds
+
+
 def connect(path: Path, *, readonly: bool, busy_timeout_s: float) -> sqlite3.Connection:
     """Open `path` in WAL mode with a busy timeout; raise StoreError if it is not an SQLite file.
 

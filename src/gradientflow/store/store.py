@@ -9,6 +9,7 @@ rolls back only itself: rows committed before it stay.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,7 @@ from gradientflow.records import (
     RunInfo,
     RunOutcome,
 )
-from gradientflow.store import rows, schema
+from gradientflow.store import leases, rows, schema
 from gradientflow.store.reader import COMPLETED_STATUSES, StoreReader, quoted
 from gradientflow.store.writer import RunWriter
 
@@ -145,30 +146,56 @@ class Store(StoreReader):
                 records,
             )
 
-    def begin_run(self, info: RunInfo, *, group_id: str | None = None) -> None:
-        """Mark the run ``running``, inserting it if new.
+    def begin_run(self, info: RunInfo, *, group_id: str | None = None, owner: str | None = None) -> None:
+        """Mark the run ``running``, owned by `owner` (this process by default), inserting it if new.
 
         A run that exists but never completed (queued, killed midway, failed) starts over: its
         partial metrics, layer stats and histograms are deleted in the same transaction, so a
-        resumed sweep never holds duplicate rows. Raises StoreError for a finished or diverged run.
+        resumed sweep never holds duplicate rows. Raises StoreError for a finished or diverged run
+        and for a run another live process is training (see `claim_run`).
         """
-        record = self._run_record(info, "running", group_id)
+        claimed = self.claim_run(info, group_id=group_id, owner=owner)
+        if claimed != "claimed":
+            what = "being trained by another process" if claimed == "elsewhere" else f"already {claimed}"
+            raise StoreError(
+                f"run {info.run_id!r} in {self.path} is {what}; skip it "
+                "(Store.completed_run_ids, Store.claim_run) or use another database to run it again"
+            )
+
+    def claim_run(
+        self,
+        info: RunInfo,
+        *,
+        group_id: str | None = None,
+        owner: str | None = None,
+        lease_s: float = leases.DEFAULT_LEASE_S,
+    ) -> str:
+        """Take the run for `owner` unless it is a result or another live process trains it.
+
+        Returns ``"claimed"`` (the run is now ``running``, owned by `owner`, its partial rows
+        deleted), ``"finished"``/``"diverged"`` (a stored result: nothing changed) or
+        ``"elsewhere"`` (another owner's lease is live: nothing changed). The check and the
+        claim are one write transaction, so of two processes claiming at once exactly one wins.
+        """
+        owner = owner or leases.owner_id()
+        record = {**self._run_record(info, "running", group_id), "owner": owner, "beat": time.time()}
         with self._transaction() as db:
-            found = db.execute("SELECT status FROM runs WHERE run_id = ?", (info.run_id,)).fetchone()
+            found = db.execute(
+                "SELECT status, owner, heartbeat_at FROM runs WHERE run_id = ?", (info.run_id,)
+            ).fetchone()
             if found is not None and found[0] in COMPLETED_STATUSES:
-                raise StoreError(
-                    f"run {info.run_id!r} in {self.path} is already {found[0]}; skip it "
-                    "(Store.completed_run_ids) or use another database to run it again"
-                )
+                return str(found[0])
+            if found is not None and found[0] == "running" and leases.lease_is_live(found[1], found[2], lease_s, owner):
+                return "elsewhere"
             if found is None:
                 db.execute(
                     "INSERT INTO runs (run_id, name, spec_json, status, seed, created_at, "
-                    "started_at, python_version, torch_version, gradientflow_version, group_id) "
+                    "started_at, python_version, torch_version, gradientflow_version, group_id, owner, heartbeat_at) "
                     "VALUES (:run_id, :name, :spec_json, :status, :seed, :now, :now, "
-                    ":python_version, :torch_version, :gradientflow_version, :group_id)",
+                    ":python_version, :torch_version, :gradientflow_version, :group_id, :owner, :beat)",
                     record,
                 )
-                return
+                return "claimed"
             for table in ("metrics", "layer_stats", "histograms"):
                 db.execute(f"DELETE FROM {table} WHERE run_id = ?", (info.run_id,))
             db.execute(
@@ -176,9 +203,27 @@ class Store(StoreReader):
                 "seed = :seed, started_at = :now, finished_at = NULL, steps_done = 0, "
                 "diverged_at = NULL, message = NULL, python_version = :python_version, "
                 "torch_version = :torch_version, gradientflow_version = :gradientflow_version, "
-                "group_id = :group_id WHERE run_id = :run_id",
+                "group_id = :group_id, owner = :owner, heartbeat_at = :beat WHERE run_id = :run_id",
                 record,
             )
+        return "claimed"
+
+    def heartbeat(self, owner: str) -> int:
+        """Refresh the lease of every running run `owner` holds; return how many there are."""
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE runs SET heartbeat_at = ? WHERE owner = ? AND status = 'running'", (time.time(), owner)
+            ).rowcount
+
+    def lease_is_live(self, run_id: str, me: str, lease_s: float = leases.DEFAULT_LEASE_S) -> bool:
+        """Return whether another owner than `me` is training `run_id` now (a live lease on a running run)."""
+        found = self._query("SELECT status, owner, heartbeat_at FROM runs WHERE run_id = ?", (run_id,))
+        return bool(found) and found[0][0] == "running" and leases.lease_is_live(found[0][1], found[0][2], lease_s, me)
+
+    def release(self, owner: str) -> None:
+        """Give up `owner`'s leases on runs still running (they stay ``running``, free to be claimed)."""
+        with self._transaction() as db:
+            db.execute("UPDATE runs SET heartbeat_at = NULL WHERE owner = ? AND status = 'running'", (owner,))
 
     def _run_record(self, info: RunInfo, status: str, group_id: str | None) -> dict[str, Any]:
         return {
@@ -225,14 +270,19 @@ class Store(StoreReader):
         metric_rows: Sequence[Sequence[Any]] = (),
         layer_rows: Sequence[Sequence[Any]] = (),
         histogram_rows: Sequence[Sequence[Any]] = (),
+        owner: str | None = None,
     ) -> None:
-        """Insert already converted rows (see `rows`) of one run in one transaction."""
+        """Insert already converted rows (see `rows`) of one run in one transaction.
+
+        With `owner`, refuse (StoreError) when the run is no longer that owner's: rows of a run
+        another process took over never mix with its own.
+        """
         if not (metric_rows or layer_rows or histogram_rows):
             return
         layer_columns = ", ".join(quoted(c) for c in ("run_id", *self._layer_columns, "extra"))
         layer_marks = ", ".join("?" * (len(self._layer_columns) + 2))
         with self._transaction() as db:
-            self._check_writable_run(db, run_id)
+            self._check_writable_run(db, run_id, owner)
             if metric_rows:
                 db.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
             if layer_rows:
@@ -244,8 +294,8 @@ class Store(StoreReader):
                     histogram_rows,
                 )
 
-    def _check_writable_run(self, db: sqlite3.Connection, run_id: str) -> None:
-        found = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    def _check_writable_run(self, db: sqlite3.Connection, run_id: str, owner: str | None = None) -> None:
+        found = db.execute("SELECT status, owner FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if found is None:
             raise StoreError(f"no run {run_id!r} in {self.path}; call begin_run before writing its rows")
         if found[0] in COMPLETED_STATUSES:
@@ -253,15 +303,25 @@ class Store(StoreReader):
                 f"run {run_id!r} in {self.path} is already {found[0]}; "
                 "its rows cannot change (begin_run only restarts runs that did not complete)"
             )
+        if owner is not None and found[1] != owner:
+            raise StoreError(
+                f"run {run_id!r} in {self.path} was taken over by {found[1]} (this process's lease "
+                "lapsed); its rows are that process's now"
+            )
 
-    def finish_run(self, run_id: str, outcome: RunOutcome) -> None:
-        """Record how a run ended: status, steps_done, diverged_at, message, finished_at (UTC)."""
+    def finish_run(self, run_id: str, outcome: RunOutcome, *, owner: str | None = None) -> None:
+        """Record how a run ended: status, steps_done, diverged_at, message, finished_at (UTC).
+
+        With `owner`, only while the run is still that owner's (StoreError otherwise).
+        """
         if outcome.status not in _OUTCOMES:
             raise StoreError(
                 f"finish_run got status {outcome.status!r} for run {run_id!r}; "
                 f"a run ends as one of {', '.join(_OUTCOMES)}"
             )
         with self._transaction() as db:
+            if owner is not None:
+                self._check_writable_run(db, run_id, owner)
             updated = db.execute(
                 "UPDATE runs SET status = ?, steps_done = ?, diverged_at = ?, message = ?, "
                 "finished_at = ? WHERE run_id = ?",
@@ -277,6 +337,6 @@ class Store(StoreReader):
             if updated == 0:
                 raise StoreError(f"no run {run_id!r} in {self.path}; call begin_run first")
 
-    def writer(self, run_id: str, *, flush_rows: int = 20_000) -> RunWriter:
-        """A buffer that commits this run's rows every `flush_rows` rows and on flush/close."""
-        return RunWriter(self, run_id, flush_rows=flush_rows)
+    def writer(self, run_id: str, *, flush_rows: int = 20_000, owner: str | None = None) -> RunWriter:
+        """A buffer that commits this run's rows every `flush_rows` rows and on flush/close (as `owner`'s)."""
+        return RunWriter(self, run_id, flush_rows=flush_rows, owner=owner)

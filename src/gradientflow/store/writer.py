@@ -36,12 +36,13 @@ class RunWriter:
     up to a crash are what explains it.
     """
 
-    def __init__(self, store: Store, run_id: str, *, flush_rows: int = 20_000) -> None:
+    def __init__(self, store: Store, run_id: str, *, flush_rows: int = 20_000, owner: str | None = None) -> None:
         if flush_rows < 1:
             raise StoreError(f"flush_rows must be a positive number of rows, got {flush_rows}")
         self.store = store
         self.run_id = run_id
         self.flush_rows = flush_rows
+        self.owner = owner  # set: every commit checks the run is still this owner's
         self._metric_rows: list[tuple[Any, ...]] = []
         self._layer_frames: list[pd.DataFrame] = []  # converted at flush: once, not per step
         self._layer_row_count = 0
@@ -88,6 +89,7 @@ class RunWriter:
             metric_rows=self._metric_rows,
             layer_rows=layer_rows,
             histogram_rows=self._histogram_rows,
+            owner=self.owner,
         )
         self._metric_rows, self._histogram_rows = [], []
         self._layer_frames, self._layer_row_count = [], 0
