@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gradientflow.sinks import MLflowSink, metric_key
@@ -13,8 +11,13 @@ from .conftest import Recorded, assert_same_points, expected_points, train_with_
 tracking = pytest.importorskip("mlflow.tracking", reason="needs the mlflow extra")
 
 
-def test_metrics_read_back_with_mlflow_client(tmp_path: Path, reference: Recorded) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+@pytest.fixture(scope="module")
+def uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite tracking store for the module: creating its tables takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def test_metrics_read_back_with_mlflow_client(uri: str, reference: Recorded) -> None:
     with MLflowSink(uri, experiment="tiny", run_name="sigmoid") as sink:
         train_with_sink(sink)
     client = tracking.MlflowClient(tracking_uri=uri)
@@ -29,8 +32,7 @@ def test_metrics_read_back_with_mlflow_client(tmp_path: Path, reference: Recorde
     assert_same_points(expected, written, rtol=1e-12)
 
 
-def test_an_existing_run_is_logged_into_and_left_open(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_an_existing_run_is_logged_into_and_left_open(uri: str) -> None:
     client = tracking.MlflowClient(tracking_uri=uri)
     run = client.create_run(client.create_experiment("mine"))
     with MLflowSink(uri, run_id=run.info.run_id, columns=["grad_rms"]) as sink:

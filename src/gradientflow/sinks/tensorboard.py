@@ -95,6 +95,11 @@ class TensorBoardSink(ClosingSink):
             global_step=step,
         )
 
+    def add_metrics(self, metrics: pd.DataFrame) -> None:
+        """Write run metrics (columns step, name, value, as `Store.metrics_frame`) as scalars tagged by name."""
+        for step, name, value in metrics[["step", "name", "value"]].itertuples(index=False):
+            self.writer.add_scalar(str(name), float(value), int(step))
+
     def flush(self) -> None:
         """Write buffered events to disk now."""
         self.writer.flush()
