@@ -38,6 +38,7 @@ class AlertJudge:
         self.alerts: list[GradientAlert] = []
         self._alerted: set[str] = set()
         self._frame = pd.DataFrame()
+        self._unjudged = False  # rows arrived since the last check
 
     def __call__(self, stats: pd.DataFrame, histograms: pd.DataFrame | None = None) -> None:
         """Keep a flushed chunk (only the last `recent` recorded steps are held)."""
@@ -46,10 +47,14 @@ class AlertJudge:
         if len(steps) > self.recent:
             frame = frame[frame["step"] >= sorted(steps)[-self.recent]]
         self._frame = frame
+        self._unjudged = True
 
     def check(self) -> None:
         """Alert every problem the recent records show that was not alerted before."""
         frame = self._frame
+        if not self._unjudged:
+            return
+        self._unjudged = False
         if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
             return
         diagnosis = diagnose_frame(frame, self.thresholds)

@@ -63,10 +63,15 @@ class MLflowSink(ClosingSink):
             run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
         self.run_id: str = run_id
         self.columns = columns
+        self._pending: list[Any] = []  # MLflow's futures of batches still being written
         self._closed = False
 
     def __call__(self, stats: pd.DataFrame, histograms: pd.DataFrame | None = None) -> None:
-        """Log one flushed chunk's scalars in batches of at most 1000 metrics."""
+        """Log one flushed chunk's scalars in batches of at most 1000 metrics, written on MLflow's logging thread.
+
+        A synchronous batch into SQLite costs several milliseconds per hundred metrics, which
+        would land on the training step that flushes; `close` (and `wait`) wait for them.
+        """
         now = int(time.time() * 1000)
         metrics = [
             self._metric(metric_key(column, layer), value, now, step)
@@ -74,12 +79,20 @@ class MLflowSink(ClosingSink):
             for column, layer, value in points
         ]
         for start in range(0, len(metrics), _BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
+            batch = metrics[start : start + _BATCH]
+            self._pending.append(self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+
+    def wait(self) -> None:
+        """Block until every batch logged so far is written (raises the first failure)."""
+        pending, self._pending = self._pending, []
+        for operation in pending:
+            operation.wait()
 
     def close(self, status: str = "FINISHED") -> None:
         """End the run the sink created with `status` (FINISHED, FAILED, KILLED); a run passed in stays open."""
         if self._closed:
             return
         self._closed = True
+        self.wait()
         if self._owns_run:
             self.client.set_terminated(self.run_id, status=status)
