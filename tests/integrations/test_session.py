@@ -54,3 +54,10 @@ def test_bad_options_are_named() -> None:
 def test_frame_before_training_says_why() -> None:
     with pytest.raises(ProbeError, match="nothing recorded yet: the callback's probe starts when training starts"):
         TrainingProbe().frame()
+
+
+def test_a_bad_probe_option_begins_no_stored_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    session = TrainingProbe(store=tmp_path / "runs.db", flush_every=0)
+    with pytest.raises(ProbeError, match="flush_every must be >= 1"):
+        session.start(dead_relu_net(), framework="loop")
+    assert not (tmp_path / "runs.db").exists()

@@ -72,24 +72,28 @@ class TrainingProbe:
         self.steps = 0
         self.judge = AlertJudge(self.on_alert, self.thresholds) if writes and self.on_alert is not None else None
         self.store_run = None
-        if writes and self.store_path is not None:
+        store_path = self.store_path if writes else None
+        self._sinks = MultiSink(*(s for s in (self.sink if writes else None, self.judge) if s))
+        options = dict(self.probe_options)
+        if scaler is not None:
+            options["grad_scaler"] = scaler  # gradients divided by the scale; skipped steps marked
+        # the probe first: a bad probe option must not leave a stored run begun and never ended
+        self.probe = Probe(
+            model,
+            every=self.every,
+            layers=self.layers,
+            sink=self._sinks if self._sinks.sinks or store_path is not None else None,
+            **options,
+        )
+        if store_path is not None:
             spec = {
                 "source": framework,
                 "model": type(model).__name__,
                 "probe": {"every": self.every if isinstance(self.every, int) else repr(self.every)},
             }
-            self.store_run = StoreRun(self.store_path, self.run_name or f"{framework}:{type(model).__name__}", spec)
-        self._sinks = MultiSink(*(s for s in (self.sink if writes else None, self.store_run, self.judge) if s))
-        options = dict(self.probe_options)
-        if scaler is not None:
-            options["grad_scaler"] = scaler  # gradients divided by the scale; skipped steps marked
-        self.probe = Probe(
-            model,
-            every=self.every,
-            layers=self.layers,
-            sink=self._sinks if self._sinks.sinks else None,
-            **options,
-        )
+            name = self.run_name or f"{framework}:{type(model).__name__}"
+            self.store_run = StoreRun(store_path, name, spec)
+            self._sinks.sinks.append(self.store_run)
         self.probe.start()
 
     def optimizer_step(self) -> None:
