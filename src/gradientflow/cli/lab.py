@@ -235,22 +235,34 @@ def show(
 @app.command()
 def export(
     run_ids: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids or unique prefixes."),
-    format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
+    format: str = typer.Option(
+        "csv", "--format", "-f", help="csv, parquet, or tensorboard (event files in one folder per run)."
+    ),
     output: Path = typer.Option(Path("export"), "--output", "-o", help="Folder to write into."),
     db: Path = DB_OPTION,
 ) -> None:
-    """Write the runs' layer statistics and metrics as CSV or Parquet files.
+    """Write the runs' layer statistics and metrics as CSV or Parquet files, or as TensorBoard event files.
 
-    Example: [bold]gradientflow export 3fa2c1 --format parquet -o out/[/]
+    Example: [bold]gradientflow export 3fa2c1 --format tensorboard -o tb/ && tensorboard --logdir tb/[/]
     """
     with clean_errors():
         from ..errors import StoreError
         from ..store import Store
 
-        if format not in ("csv", "parquet"):
-            raise StoreError(f"--format: {format!r} is not one of csv, parquet")
+        if format not in ("csv", "parquet", "tensorboard"):
+            raise StoreError(f"--format: {format!r} is not one of csv, parquet, tensorboard")
         with Store(db, readonly=True) as store:
             ids = store.resolve_run_ids(run_ids)
+            if format == "tensorboard":
+                from ..sinks import TensorBoardSink
+
+                for run_id in ids:  # one folder per run: TensorBoard shows each as its own run
+                    stats = store.layer_stats_frame([run_id])
+                    with TensorBoardSink(output / run_id) as sink:
+                        sink(stats, store.histograms_frame([run_id]))
+                        sink.add_metrics(store.metrics_frame([run_id]))
+                    console.print(f"wrote {output / run_id} ({len(stats)} layer rows)")
+                return
             tables = {"layer_stats": store.layer_stats_frame(ids), "metrics": store.metrics_frame(ids)}
         output.mkdir(parents=True, exist_ok=True)
         for name, frame in tables.items():

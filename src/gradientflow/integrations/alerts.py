@@ -1,0 +1,73 @@
+"""Alerts while a framework trains: `watch`'s verdicts over the most recent records, each problem once."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from ..analysis.verdicts import THRESHOLDS, Thresholds, diagnose_frame
+from ..diagnose import GradientAlert, GradientWarning, rank_fixes
+from ..errors import ProbeError
+
+__all__ = ["AlertJudge", "OnAlert", "check_on_alert"]
+
+OnAlert = str | Callable[[GradientAlert], Any] | None
+
+
+def check_on_alert(on_alert: OnAlert) -> None:
+    """Raise ProbeError unless `on_alert` is "warn", "raise", a callable or None (no alerts)."""
+    if not (on_alert is None or callable(on_alert) or on_alert in ("warn", "raise")):
+        raise ProbeError(
+            f"on_alert must be 'warn', 'raise', a callable taking the GradientAlert, or None, got {on_alert!r}"
+        )
+
+
+class AlertJudge:
+    """A sink that keeps the last `recent` recorded steps and judges them as `watch` does.
+
+    `check()` runs `diagnose_frame` over them and reports each new problem once: a
+    `GradientWarning` ("warn"), a raised `GradientAlert` ("raise") or a call of `on_alert`.
+    """
+
+    def __init__(self, on_alert: OnAlert, thresholds: Thresholds = THRESHOLDS, recent: int = 30) -> None:
+        check_on_alert(on_alert)
+        self.on_alert, self.thresholds, self.recent = on_alert, thresholds, recent
+        self.alerts: list[GradientAlert] = []
+        self._alerted: set[str] = set()
+        self._frame = pd.DataFrame()
+        self._unjudged = False  # rows arrived since the last check
+
+    def __call__(self, stats: pd.DataFrame, histograms: pd.DataFrame | None = None) -> None:
+        """Keep a flushed chunk (only the last `recent` recorded steps are held)."""
+        frame = stats if self._frame.empty else pd.concat([self._frame, stats], ignore_index=True)
+        steps = frame["step"].unique()
+        if len(steps) > self.recent:
+            frame = frame[frame["step"] >= sorted(steps)[-self.recent]]
+        self._frame = frame
+        self._unjudged = True
+
+    def check(self) -> None:
+        """Alert every problem the recent records show that was not alerted before."""
+        frame = self._frame
+        if not self._unjudged:
+            return
+        self._unjudged = False
+        if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
+            return
+        diagnosis = diagnose_frame(frame, self.thresholds)
+        problems = ([diagnosis.problem] if diagnosis.problem else []) + list(diagnosis.others)
+        for problem in problems:
+            if problem.verdict in self._alerted:
+                continue
+            self._alerted.add(problem.verdict)
+            alert = GradientAlert(problem, diagnosis, rank_fixes(diagnosis))
+            self.alerts.append(alert)
+            if self.on_alert == "raise":
+                raise alert
+            if self.on_alert == "warn":
+                warnings.warn(str(alert), GradientWarning, stacklevel=2)
+            elif callable(self.on_alert):
+                self.on_alert(alert)
