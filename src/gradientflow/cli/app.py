@@ -1,16 +1,17 @@
-"""The typer app and what every command shares: consoles, clean error handling, progress bars, number format."""
+"""The typer app and what every command shares: consoles, clean error handling, progress bars, the number format."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .. import __version__
 from ..errors import GradientflowError
+from ..formatting import format_number
 
 app = typer.Typer(
     help="gradientflow: do the gradients in this network vanish or explode, why, and what does batch normalization change?",
@@ -23,6 +24,21 @@ app = typer.Typer(
 console = Console() if Console().is_terminal else Console(width=200)
 errors = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
 DB_OPTION = typer.Option("gradientflow.db", "--db", help="SQLite results database (created if missing).")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"gradientflow {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    """gradientflow: do the gradients in this network vanish or explode, why, and what does batch normalization change?"""
 
 
 @contextlib.contextmanager
@@ -61,11 +77,5 @@ def _run_bars(progress: Progress, tasks: dict[str, int]) -> Callable[[str, int, 
     return on_progress
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}f}"
-    return str(value)
+#: The one number format of every table (see gradientflow.formatting), under the commands' short name.
+_fmt = format_number

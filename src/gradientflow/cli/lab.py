@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from pathlib import Path
 
@@ -9,6 +10,22 @@ import typer
 from rich.table import Table
 
 from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors
+
+# Option values as enums: typer lists them in --help and rejects others (exit 2, naming the choices).
+
+
+class VectorizeMode(enum.StrEnum):
+    """`run --vectorize`: the runner's VECTORIZE_MODES (a test keeps the two equal)."""
+
+    auto = "auto"
+    off = "off"
+
+
+class ExportFormat(enum.StrEnum):
+    """`export --format`; parquet needs pyarrow (the parquet extra)."""
+
+    csv = "csv"
+    parquet = "parquet"
 
 
 @app.command()
@@ -60,8 +77,8 @@ def demo(
 def run(
     spec_path: Path = typer.Argument(..., metavar="SPEC.toml", help="Experiment spec (see examples/)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Local worker processes (one torch thread each)."),
-    vectorize: str = typer.Option(
-        "auto",
+    vectorize: VectorizeMode = typer.Option(
+        VectorizeMode.auto,
         "--vectorize",
         help="auto: runs differing only in seed, lr, momentum, weight decay or init train as one vectorized group (each stored as its own run); off: one by one.",
     ),
@@ -72,12 +89,9 @@ def run(
     Example: [bold]gradientflow run examples/bn_vs_plain_sigmoid.toml --workers 2 --vectorize auto[/]
     """
     with clean_errors():
-        from ..errors import TrainingError
-        from ..runner import VECTORIZE_MODES, RunnerEvents, plan, run_sweep
+        from ..runner import RunnerEvents, plan, run_sweep
         from ..spec import load
 
-        if vectorize not in VECTORIZE_MODES:
-            raise TrainingError(f"--vectorize: {vectorize!r} is not one of {', '.join(VECTORIZE_MODES)}")
         spec = load(spec_path)
         runs, todo = plan(spec, db)
         console.print(
@@ -93,7 +107,7 @@ def run(
                 note = f" at step {outcome.diverged_at}" if outcome.diverged_at is not None else ""
                 progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]{note}")
 
-            result = run_sweep(spec, db, workers, RunnerEvents(on_progress=on_progress, on_end=on_end), vectorize)  # type: ignore[arg-type]
+            result = run_sweep(spec, db, workers, RunnerEvents(on_progress=on_progress, on_end=on_end), vectorize.value)
         if result.failed:
             for run_id in result.failed:
                 errors.print(f"[red]failed:[/] {run_id}: {result.outcomes[run_id].message}")
@@ -199,7 +213,9 @@ def show(
 @app.command()
 def export(
     run_ids: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids or unique prefixes."),
-    format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
+    format: ExportFormat = typer.Option(
+        ExportFormat.csv, "--format", "-f", help="parquet needs pyarrow (the parquet extra)."
+    ),
     output: Path = typer.Option(Path("export"), "--output", "-o", help="Folder to write into."),
     db: Path = DB_OPTION,
 ) -> None:
@@ -211,8 +227,6 @@ def export(
         from ..errors import StoreError
         from ..store import Store
 
-        if format not in ("csv", "parquet"):
-            raise StoreError(f"--format: {format!r} is not one of csv, parquet")
         with Store(db, readonly=True) as store:
             ids = store.resolve_run_ids(run_ids)
             tables = {"layer_stats": store.layer_stats_frame(ids), "metrics": store.metrics_frame(ids)}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.verdicts import Diagnosis
+from ..formatting import format_number as _number
 from .fixes import Fix
 
 __all__ = [
@@ -20,15 +21,6 @@ __all__ = [
 ]
 
 TABLE_HEADER = ("layer", "role", "act", "grad_rms", "gain", "saturated", "dead", "update_ratio", "verdict")
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    value = float(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}f}"
 
 
 def table_rows(diagnosis: Diagnosis) -> list[tuple[str, ...]]:
