@@ -77,9 +77,9 @@ def test_an_unwritable_cache_folder_does_not_raise_out_of_the_probe(
     blocker.write_text("not a folder")
     monkeypatch.setenv("GRADIENTFLOW_CACHE", str(blocker / "cache"))  # mkdir under a file fails, even for root
     model = fixed_mlp()
-    with pytest.warns(native.NativeFallbackWarning, match="not writable.*GRADIENTFLOW_CACHE") as caught:
-        with Probe(model) as probe:
-            train_steps(model, probe, steps=2)
+    warned = pytest.warns(native.NativeFallbackWarning, match="not writable.*GRADIENTFLOW_CACHE")
+    with warned as caught, Probe(model) as probe:
+        train_steps(model, probe, steps=2)
     assert len([w for w in caught if issubclass(w.category, native.NativeFallbackWarning)]) == 1
     assert probe.frame()["grad_rms"].notna().any()
 
