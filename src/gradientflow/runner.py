@@ -10,6 +10,7 @@ through `RunnerEvents` callbacks, per run, grouped or not.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import multiprocessing
 import platform
@@ -329,9 +330,8 @@ def _execute_here(
     if len(task) > 1:
         return execute_group(task, db_path, events.on_progress, events.on_end)
     (run,) = task
-    progress = (
-        (lambda done, total, rid=run.run_id: events.on_progress(rid, done, total)) if events.on_progress else None
-    )
+    report = events.on_progress
+    progress = functools.partial(report, run.run_id) if report else None
     try:
         outcome = execute_run(run, db_path, progress, observe)
     except GradientflowError:

@@ -69,15 +69,21 @@ def test_the_wheel_installs_beside_torch_and_runs_without_a_compiler(tmp_path: P
     assert not [n for n in names if n.endswith((".so", ".dylib", ".dll"))]  # no binary built for one CPU
 
     venv = tmp_path / "venv"
+    # nothing of the checkout on sys.path: its src/ holds the egg-info the build wrote, which pip
+    # would take for an installed gradientflow
+    outside = {k: v for k, v in os.environ.items() if k not in ("CC", "PYTHONPATH", "GRADIENTFLOW_NATIVE")}
     try:
         _run([sys.executable, "-m", "venv", str(venv)])
         python = str(venv / "bin" / "python")
         pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        _run([*pip, "-c", str(ROOT / "constraints.txt"), "torch"])
-        _run([*pip, str(wheels[0])])  # its dependencies as declared; torch already satisfies its range
+        _run([*pip, "-c", str(ROOT / "constraints.txt"), "torch"], env=outside)
+        _run([*pip, str(wheels[0])], env=outside)  # its dependencies as declared; torch already satisfies its range
 
-        env = {k: v for k, v in os.environ.items() if k not in ("CC", "PYTHONPATH", "GRADIENTFLOW_NATIVE")}
-        env |= {"PATH": str(venv / "bin"), "GRADIENTFLOW_CACHE": str(tmp_path / "cache"), "HOME": str(tmp_path)}
+        env = outside | {
+            "PATH": str(venv / "bin"),
+            "GRADIENTFLOW_CACHE": str(tmp_path / "cache"),
+            "HOME": str(tmp_path),
+        }
         assert shutil.which("cc", path=env["PATH"]) is None
         probe = _run([python, "-c", PROBE_SCRIPT], env=env)
         assert f"torch {_pinned_torch()}" in probe.stdout  # the user's torch was kept

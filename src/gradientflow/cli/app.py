@@ -7,7 +7,15 @@ from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from .. import __version__
 from ..errors import GradientflowError
@@ -72,7 +80,7 @@ def _run_bars(progress: Progress, tasks: dict[str, int]) -> Callable[[str, int, 
     def on_progress(run_id: str, done: int, total: int) -> None:
         if run_id not in tasks:
             tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
-        progress.update(tasks[run_id], completed=done)
+        progress.update(TaskID(tasks[run_id]), completed=done)
 
     return on_progress
 

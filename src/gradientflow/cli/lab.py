@@ -5,9 +5,14 @@ from __future__ import annotations
 import enum
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..records import RunOutcome
+    from ..spec import ResolvedRun
 
 from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors
 
@@ -102,7 +107,7 @@ def run(
             tasks: dict[str, int] = {}
             on_progress = _run_bars(progress, tasks)
 
-            def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
+            def on_end(resolved: ResolvedRun, outcome: RunOutcome) -> None:
                 progress.advance(overall)
                 note = f" at step {outcome.diverged_at}" if outcome.diverged_at is not None else ""
                 progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]{note}")

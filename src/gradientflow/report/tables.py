@@ -50,7 +50,7 @@ def runs_table(data: ReportData) -> str:
             *(_cell(v) for v in values),
             _cell(record.get("status"), css=f"status-{html.escape(str(record.get('status')))}"),
             _cell(record.get("steps_done")),
-            _cell(None if _is_missing(diverged) else int(diverged)),  # type: ignore[arg-type]
+            _cell(None if _is_missing(diverged) else int(diverged)),
             _cell(final_metric(data.metrics, run_id, "test_accuracy")),
         ]
         lines += ["<tr>", *cells, "</tr>"]

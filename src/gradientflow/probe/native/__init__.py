@@ -246,7 +246,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
-def pointers(tensors: Sequence[torch.Tensor | None]) -> ctypes.Array:
+def pointers(tensors: Sequence[torch.Tensor | None]) -> ctypes.Array[ctypes.c_void_p]:
     """Return a C array of the tensors' data addresses (None becomes NULL), for the library's ``**`` arguments.
 
     The tensors must stay referenced until the call returns: the array holds only addresses.
