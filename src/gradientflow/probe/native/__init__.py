@@ -269,6 +269,8 @@ def library() -> ctypes.CDLL | None:
             return _declare(ctypes.CDLL(str(path)))
         except OSError as error:
             raise NativeUnavailable(f"the compiled library {path} did not load: {_shortened(str(error))}") from error
-    except NativeUnavailable as error:
+    except (NativeUnavailable, OSError) as error:
+        # OSError: the cache folder turned unreadable or full between the checks above; never
+        # worth an exception out of probe.step()
         _warn(f"the C statistics are unavailable, so the probe uses its torch path (same numbers, slower): {error}")
         return None
