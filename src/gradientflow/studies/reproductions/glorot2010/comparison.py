@@ -17,6 +17,7 @@ __all__ = ["compare", "saturation_notes"]
 
 
 def compare(traces: dict[str, Trace], jacobians: dict[tuple[str, str], np.ndarray]) -> list[Comparison]:
+    """The page's table: the top layer's early saturation and slow recovery, then the Jacobians' singular values."""
     rows = []
     standard = traces["standard"]
     early = standard.steps.index(EARLY_STEP)

@@ -36,7 +36,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
 EARLY_STEP = 500
 
 
-#: A sigmoid layer whose mean output is under this counts as saturated near 0 (the issue's rule).
+#: A sigmoid layer whose mean output is under this counts as saturated near 0 (the rule this page decides by).
 SATURATED_MEAN = 0.1
 
 
@@ -55,6 +55,8 @@ LR = 0.1  # the paper tuned it per model; 0.1 trains this net on MNIST without d
 
 @dataclass(frozen=True)
 class Budget:
+    """How much of the paper's study a run does: steps, variants, checkpoints and the Jacobian's sample."""
+
     steps: int
     variants: tuple[str, ...]
     checkpoints: int

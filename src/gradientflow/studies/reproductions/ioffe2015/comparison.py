@@ -127,13 +127,14 @@ def compare(main: Measured, others: list[Measured], dataset: str = "mnist5k") ->
 
 
 def notes(main: Measured) -> list[str]:
-    notes = []
+    """The page's notes: where the unit's percentiles started and ended, and when the no-BN drift happened."""
+    lines = []
     for norm, label in (("none", "without BN"), ("batch", "with BN")):
         frame = main.unit[norm]
         if frame.empty:
             continue
         first, last = frame.iloc[0], frame.iloc[-1]
-        notes.append(
+        lines.append(
             f"{label}: unit #{UNIT}'s input percentiles (15/50/85) went from "
             f"{first['p15']:.3g}/{first['p50']:.3g}/{first['p85']:.3g} at step {frame.index[0]:,} to "
             f"{last['p15']:.3g}/{last['p50']:.3g}/{last['p85']:.3g} at step {frame.index[-1]:,}."
@@ -148,13 +149,13 @@ def notes(main: Measured) -> list[str]:
         if late["none"] < whole["none"] / 2
         else "The no-BN drift goes on through training"
     )
-    notes.append(
+    lines.append(
         f"{when}: over the second half ({WINDOWS // 2} windows) the unit's drift is {late['none']:.3g} without BN and "
         f"{late['batch']:.3g} with BN, against {whole['none']:.3g} and {whole['batch']:.3g} over the whole run."
     )
-    notes.append(
+    lines.append(
         "Within a training mini-batch BN sets each unit's mean and variance to beta and gamma^2 exactly, so with BN the "
         "unit's percentiles can move only as gamma, beta and the shape of the distribution change: (c)'s stability is "
         "what BN enforces by construction, and (b)'s drift is the thing it removes."
     )
-    return notes
+    return lines

@@ -114,6 +114,7 @@ def steps_to_reach(curve: pd.Series, threshold: float) -> int | None:
 
 
 def accuracy_curve(metrics: pd.DataFrame, run_id: str) -> pd.Series:
+    """Step-indexed test accuracy (fraction) of run `run_id`, in step order."""
     rows = metrics[(metrics["run_id"] == run_id) & (metrics["name"] == "test_accuracy")]
     return rows.set_index("step")["value"].sort_index()
 

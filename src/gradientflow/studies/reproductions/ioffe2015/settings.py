@@ -107,6 +107,7 @@ def setting_spec(setting: Setting, budget: Budget, dataset: str, data_dir: Path 
 
 
 def settings_table(budget: Budget) -> dict[str, str]:
+    """The page's settings table: each choice the paper leaves open -> what we chose and why."""
     main = budget.main
     others = "; ".join(f"{s.label} ({s.steps:,} steps)" for s in budget.others) or "none in --quick"
     return {

@@ -16,6 +16,7 @@ __all__ = ["rate_rows", "explosion_row", "deviation_notes", "excess_notes"]
 
 
 def rate_rows(fits: dict[tuple[str, int], GrowthFit]) -> list[Comparison]:
+    """One row per (activation, batch size): the measured growth rate of grad_rms^2 per layer beside lambda(B)."""
     rows = []
     rule = f"|measured / lambda(B) - 1| <= {TOLERANCE:.0%}"
     for (activation, batch), fit in sorted(fits.items()):

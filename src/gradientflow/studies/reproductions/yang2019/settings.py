@@ -13,7 +13,7 @@ __all__ = ["PUBLISHED_RELU", "TOLERANCE", "TRIM", "Budget", "QUICK", "FULL", "bu
 PUBLISHED_RELU: dict[int, float] = {4: 3.084, 8: 1.788, 16: 1.590, 32: 1.522, 64: 1.493, 128: 1.480}
 
 
-#: A measured rate agrees when within this relative distance of lambda(B) (the issue's rule).
+#: A measured rate agrees when within this relative distance of lambda(B) (the rule this page decides by).
 TOLERANCE = 0.10
 
 
@@ -24,7 +24,9 @@ TRIM = 5
 
 @dataclass(frozen=True)
 class Budget:
-    depth: int  # hidden layers: the issue asks for at least 50
+    """The nets measured: depth and width, the batch sizes, and the seeds per activation."""
+
+    depth: int  # hidden layers: at least 50, so the growth is read over many layers past both ends
     width: int  # the theory is for infinite width; 512 keeps finite-width errors near 1%
     batches: tuple[int, ...]
     seeds: dict[str, tuple[int, ...]]  # per activation; each seed: another net and another batch
@@ -38,6 +40,7 @@ FULL = Budget(64, 512, (4, 8, 16, 32, 64, 128), dict.fromkeys(("relu", "tanh", "
 
 
 def budget_for(quick: bool) -> Budget:
+    """The quick budget (CI: two batch sizes, fewer seeds) or the full one."""
     return QUICK if quick else FULL
 
 
