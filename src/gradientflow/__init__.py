@@ -1,13 +1,19 @@
 """gradientflow: do the gradients in this network vanish or explode, why, and what does BN change?
 
-The heavy parts (torch) load on first use, so ``import gradientflow.store`` stays light.
+The heavy parts (torch) load on first use, so ``import gradientflow.store`` stays light. Type
+checkers and IDEs see the public names through the imports under ``TYPE_CHECKING``.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from .diagnose import watch
+    from .probe import Probe, tap
+
+# The one place the version is written: pyproject.toml reads it from here (setuptools' dynamic version).
 __version__ = "0.1.0"
 __all__ = ["Probe", "tap", "watch", "__version__"]
 

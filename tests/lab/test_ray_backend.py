@@ -67,7 +67,7 @@ def test_the_cli_checks_backend_and_address_before_running(tmp_path: Path) -> No
     spec = tmp_path / "s.toml"
     spec.write_text(tiny_toml("s"))
     for args, expected in (
-        (["--backend", "spark"], "--backend: 'spark' is not one of local, ray"),
+        (["--backend", "spark"], "'spark' is not one of 'local', 'ray'"),
         (["--address", "ray://head:10001"], "--address names a Ray cluster: add --backend ray"),
     ):
         result = CliRunner().invoke(

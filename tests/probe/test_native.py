@@ -13,6 +13,7 @@ from gradientflow import Probe
 from gradientflow.probe import native, stats
 from gradientflow.probe.activations import rule_for_name
 from gradientflow.probe.weights import WeightTracker
+from gradientflow.records import percentile_column
 
 from .conftest import fixed_mlp, train_steps
 
@@ -169,7 +170,8 @@ def test_without_a_compiler_the_library_is_none_and_the_probe_still_works(
     monkeypatch.setenv("CC", "no-such-compiler-gradientflow")
     native.library.cache_clear()
     try:
-        assert native.library() is None
+        with pytest.warns(native.NativeFallbackWarning, match="no C compiler found"):
+            assert native.library() is None
         model = fixed_mlp()
         with Probe(model) as probe:
             train_steps(model, probe, steps=2)
@@ -212,3 +214,41 @@ def test_native_weight_tracker_on_a_large_sampled_weight_over_many_spans() -> No
         return np.stack(rows)
 
     np.testing.assert_allclose(run(True), run(False), rtol=1e-5)
+
+
+@needs_native
+@pytest.mark.parametrize("count", [40, 100])
+def test_native_path_gives_numpys_percentiles_for_many_percentiles(count: int) -> None:
+    # more ranks than the C selection's tables hold at once (64): they are selected in chunks
+    percentiles = tuple(np.linspace(0.0, 100.0, count).tolist())
+    layers = _layers((30, 50, 1), 2, seed=count)  # 1,500 values each: every value in the sample
+    raw = stats._native_pre_activation(layers, rule_for_name("tanh", 0.05), percentiles, 4096)
+    assert raw is not None
+    columns = stats.raw_columns(percentiles)
+    table = {name: raw[:, i].double().numpy() for i, name in enumerate(columns)}
+    derived = stats.derive(table | {"grad_sum": np.zeros(2), "grad_norm": np.zeros(2)}, percentiles)
+    for i, layer in enumerate(layers):
+        expected = np.percentile(layer.double().numpy().ravel(), percentiles)
+        got = np.array([derived[stats.percentile_name(q)][i] for q in percentiles])
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@needs_native
+def test_radix_select_of_more_ranks_than_one_chunk_equals_numpy_sort() -> None:
+    values = np.random.default_rng(9).normal(size=4096).astype(np.float32)
+    ks = np.arange(0, 4096, 13)  # 316 ranks
+    np.testing.assert_array_equal(_order_stats(values, ks), np.sort(values)[ks])
+
+
+def test_a_probe_with_a_hundred_percentiles_records_numpys_values() -> None:
+    percentiles = tuple(float(q) for q in range(100))
+    model = fixed_mlp()
+    seen: list[torch.Tensor] = []
+    model[0].register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+    with Probe(model, percentiles=percentiles) as probe:
+        train_steps(model, probe, steps=1)
+    frame = probe.frame()
+    row = frame[frame["kind"] == "activation"].iloc[0]  # the sigmoid, whose input is the first Linear's output
+    expected = np.percentile(seen[0].double().numpy().ravel(), percentiles)
+    got = np.array([row[percentile_column(q)] for q in percentiles])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

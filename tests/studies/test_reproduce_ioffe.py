@@ -164,7 +164,7 @@ def test_run_observed_skips_stored_runs_and_measure_refuses_runs_without_the_obs
         Store(tmp_path / "other.db", readonly=True) as store,
         pytest.raises(GradientflowError, match="without this reproduction's observer.*fresh --db"),
     ):
-        ioffe._measure(ioffe.Setting(0.5, 0.5, 4), runs, store)
+        ioffe.measure(ioffe.Setting(0.5, 0.5, 4), runs, store)
 
 
 # ------------------------------------------------------------------------------ the quick variant
@@ -186,7 +186,7 @@ def test_quick_bn_is_ahead_at_a_fixed_step_and_the_unit_input_drifts_more_withou
     runs = {run.spec.model.norm: run.run_id for run in expand(ioffe.setting_spec(budget.main, budget, "mnist5k"))}
     with Store(quick / "ioffe2015-fig1" / "runs.db", readonly=True) as store:
         metrics = store.metrics_frame(list(runs.values()))
-    accuracy = {norm: ioffe._accuracy_curve(metrics, run_id) for norm, run_id in runs.items()}
+    accuracy = {norm: ioffe.accuracy_curve(metrics, run_id) for norm, run_id in runs.items()}
     step = budget.main.steps // 5
     assert ioffe.accuracy_at(accuracy["batch"], step) > ioffe.accuracy_at(accuracy["none"], step) + 0.2
     drift = {norm: ioffe.window_drift(ioffe.unit_percentiles(metrics, run_id)) for norm, run_id in runs.items()}

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..activation_families import BOUNDED, RELU_LIKE
 from .diagnosis import TABLE_COLUMNS, VERDICT_COLUMNS, Diagnosis, Problem
 from .layer_table import STREAM_SUFFIX, layer_frame, layer_states, nothing_to_judge, weight_norm_change
 
@@ -43,10 +44,6 @@ __all__ = [
     "diagnose_frame",
 ]
 
-#: Activations whose flat tails are a problem when most inputs sit there.
-BOUNDED = frozenset({"sigmoid", "tanh", "hardtanh"})
-#: Activations that are inactive on half their inputs when healthy; a problem only when units never fire.
-RELU_LIKE = frozenset({"relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus"})
 #: Ties within one step are broken in this order: a dead or saturated layer explains a vanishing gradient.
 PROBLEMS: tuple[str, ...] = ("dead", "saturated", "vanishing", "exploding", "unstable updates")
 VERDICTS: tuple[str, ...] = ("healthy", *PROBLEMS)

@@ -1,18 +1,27 @@
-"""The typer app and what every command shares: consoles, clean error handling, progress bars, number format."""
+"""The typer app and what every command shares: consoles, clean error handling, progress bars, the number format."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 import unicodedata
 from collections.abc import Callable, Iterator
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from .. import __version__
 from ..errors import GradientflowError
+from ..formatting import format_number
 
 app = typer.Typer(
     help="gradientflow: do the gradients in this network vanish or explode, why, and what does batch normalization change?",
@@ -25,6 +34,21 @@ app = typer.Typer(
 console = Console() if Console().is_terminal else Console(width=200)
 errors = Console(stderr=True, soft_wrap=True)  # messages stay whole lines in logs
 DB_OPTION = typer.Option("gradientflow.db", "--db", help="SQLite results database (created if missing).")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"gradientflow {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    """gradientflow: do the gradients in this network vanish or explode, why, and what does batch normalization change?"""
 
 
 @contextlib.contextmanager
@@ -73,16 +97,10 @@ def _run_bars(progress: Progress, tasks: dict[str, int]) -> Callable[[str, int, 
     def on_progress(run_id: str, done: int, total: int) -> None:
         if run_id not in tasks:
             tasks[run_id] = progress.add_task(f"  {run_id[:8]}", total=total)
-        progress.update(tasks[run_id], completed=done)
+        progress.update(TaskID(tasks[run_id]), completed=done)
 
     return on_progress
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}f}"
-    return str(value)
+#: The one number format of every table (see gradientflow.formatting), under the commands' short name.
+_fmt = format_number

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import enum
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from ..records import RunOutcome
+    from ..spec import ResolvedRun
+
 from .app import DB_OPTION, _fmt, _progress, _run_bars, app, clean_errors, console, errors, user_text
+
+# Option values as enums: typer lists them in --help and rejects others (exit 2, naming the choices).
+
+
+class VectorizeMode(enum.StrEnum):
+    """`run --vectorize`: the runner's VECTORIZE_MODES (a test keeps the two equal)."""
+
+    auto = "auto"
+    off = "off"
+
+
+class ExportFormat(enum.StrEnum):
+    """`export --format`; parquet needs pyarrow (the parquet extra)."""
+
+    csv = "csv"
+    parquet = "parquet"
+    tensorboard = "tensorboard"
+
+
+class Backend(enum.StrEnum):
+    """`run --backend`: the runner's BACKENDS (a test keeps the two equal)."""
+
+    local = "local"
+    ray = "ray"
 
 
 @app.command()
@@ -66,13 +96,15 @@ def run(
         min=1,
         help="Worker processes (local) or CPUs of the local Ray instance (one torch thread each).",
     ),
-    vectorize: str = typer.Option(
-        "auto",
+    vectorize: VectorizeMode = typer.Option(
+        VectorizeMode.auto,
         "--vectorize",
         help="auto: runs differing only in seed, lr, momentum, weight decay or init train as one vectorized group (each stored as its own run); off: one by one.",
     ),
-    backend: str = typer.Option(
-        "local", "--backend", help="local: processes on this machine; ray: Ray tasks (pip install 'gradientflow[ray]')."
+    backend: Backend = typer.Option(
+        Backend.local,
+        "--backend",
+        help="local: processes on this machine; ray: Ray tasks (pip install 'gradientflow[ray]').",
     ),
     address: str | None = typer.Option(
         None,
@@ -89,14 +121,10 @@ def run(
     """
     with clean_errors():
         from ..errors import TrainingError
-        from ..runner import BACKENDS, VECTORIZE_MODES, RunnerEvents, plan, run_sweep
+        from ..runner import RunnerEvents, plan, run_sweep
         from ..spec import count_runs, load
 
-        if vectorize not in VECTORIZE_MODES:
-            raise TrainingError(f"--vectorize: {vectorize!r} is not one of {', '.join(VECTORIZE_MODES)}")
-        if backend not in BACKENDS:
-            raise TrainingError(f"--backend: {backend!r} is not one of {', '.join(BACKENDS)}")
-        if address is not None and backend != "ray":
+        if address is not None and backend != Backend.ray:
             raise TrainingError("--address names a Ray cluster: add --backend ray")
         spec = load(spec_path)
         if count_runs(spec) > 10_000:  # counted without building: say what is coming before the wait
@@ -111,7 +139,7 @@ def run(
             tasks: dict[str, int] = {}
             on_progress = _run_bars(progress, tasks)
 
-            def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
+            def on_end(resolved: ResolvedRun, outcome: RunOutcome) -> None:
                 progress.advance(overall)
                 note = f" at step {outcome.diverged_at}" if outcome.diverged_at is not None else ""
                 progress.console.print(
@@ -119,11 +147,11 @@ def run(
                     highlight=False,
                 )
 
-            def on_wait(waiting) -> None:  # type: ignore[no-untyped-def]
+            def on_wait(waiting: list[str]) -> None:
                 progress.console.print(f"  waiting for {len(waiting)} run(s) another gradientflow run is training")
 
             events = RunnerEvents(on_progress=on_progress, on_end=on_end, on_wait=on_wait)
-            result = run_sweep(spec, db, workers, events, vectorize, backend=backend, address=address)  # type: ignore[arg-type]
+            result = run_sweep(spec, db, workers, events, vectorize.value, backend=backend.value, address=address)
             progress.advance(overall, len(result.elsewhere))
         if result.elsewhere:
             console.print(f"{len(result.elsewhere)} run(s) were trained and stored by another gradientflow run")
@@ -235,8 +263,11 @@ def show(
 @app.command()
 def export(
     run_ids: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids or unique prefixes."),
-    format: str = typer.Option(
-        "csv", "--format", "-f", help="csv, parquet, or tensorboard (event files in one folder per run)."
+    format: ExportFormat = typer.Option(
+        ExportFormat.csv,
+        "--format",
+        "-f",
+        help="tensorboard writes event files in one folder per run; parquet needs pyarrow (the parquet extra).",
     ),
     output: Path = typer.Option(Path("export"), "--output", "-o", help="Folder to write into."),
     db: Path = DB_OPTION,
@@ -249,8 +280,6 @@ def export(
         from ..errors import StoreError
         from ..store import Store
 
-        if format not in ("csv", "parquet", "tensorboard"):
-            raise StoreError(f"--format: {format!r} is not one of csv, parquet, tensorboard")
         with Store(db, readonly=True) as store:
             ids = store.resolve_run_ids(run_ids)
             if format == "tensorboard":

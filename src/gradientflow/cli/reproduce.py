@@ -10,9 +10,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..studies.reproductions.registry import REPRODUCTIONS
 from .app import _progress, _run_bars, app, clean_errors, console
 
-_NAMES_HELP = "One of: ioffe2015-fig1, glorot2010-fig2, yang2019-explosion (see --list)."
+_NAMES_HELP = f"One of: {', '.join(REPRODUCTIONS)} (see --list)."
 
 
 def _machine() -> str:
@@ -59,7 +60,7 @@ def reproduce(
     """
     with clean_errors():
         from ..runner import RunnerEvents
-        from ..studies.reproductions import REPRODUCTIONS, ReproductionContext, reproduction
+        from ..studies.reproductions import ReproductionContext, reproduction
         from ..studies.reproductions.page import verdict_word, write_page
 
         if list_all or name is None:

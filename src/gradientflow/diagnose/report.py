@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.verdicts import Diagnosis, Problem
+from ..formatting import format_number as _number
 from .fixes import Fix
 
 __all__ = [
@@ -21,15 +22,6 @@ __all__ = [
     "run_lines",
     "first_to_last_ratio",
 ]
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    value = float(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}f}"
 
 
 def _at(value: Any, step: Any, digits: int = 3) -> str:

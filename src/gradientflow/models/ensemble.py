@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -193,7 +194,7 @@ def stack_members(models: Sequence[nn.Module]) -> EnsembleMLP:
     bn_eps, bn_momentum = 1e-5, 0.1
     with torch.no_grad():
         for name, module in first:
-            members = [dict(model.named_children())[name] for model in models]
+            members: list[Any] = [dict(model.named_children())[name] for model in models]  # the same class as `module`
             module_type = type(module).__name__
             if isinstance(module, nn.Linear):
                 layers.append(EnsembleLayer(name, "linear", module_type, len(weights)))

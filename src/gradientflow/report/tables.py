@@ -10,6 +10,7 @@ import html
 import math
 from collections.abc import Sequence
 
+from gradientflow.formatting import format_number
 from gradientflow.records import Finding
 from gradientflow.report.data import ReportData, final_metric
 
@@ -21,21 +22,6 @@ VERDICT_CLASSES: dict[str, str] = {
     "not supported": "verdict-refuted",
     "mixed": "verdict-mixed",
 }
-
-
-def format_number(value: object) -> str:
-    """A number as a table shows it: 3 significant digits, scientific below 1e-3 or from 1e4; '-' for NaN."""
-    if isinstance(value, bool) or value is None:
-        return "-" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e4):
-            return f"{value:.2e}"
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _cell(value: object, tag: str = "td", css: str = "") -> str:
@@ -64,7 +50,7 @@ def runs_table(data: ReportData) -> str:
             *(_cell(v) for v in values),
             _cell(record.get("status"), css=f"status-{html.escape(str(record.get('status')))}"),
             _cell(record.get("steps_done")),
-            _cell(None if _is_missing(diverged) else int(diverged)),  # type: ignore[arg-type]
+            _cell(None if _is_missing(diverged) else int(diverged)),
             _cell(final_metric(data.metrics, run_id, "test_accuracy")),
         ]
         lines += ["<tr>", *cells, "</tr>"]

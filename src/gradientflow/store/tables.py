@@ -95,7 +95,7 @@ def _specs_of(runs: pd.DataFrame | Sequence[Mapping[str, Any]]) -> list[Mapping[
             "spec_differences needs a frame with a 'spec' column (as Store.runs_frame() returns), "
             f"a 'spec_json' column or 'spec.*' columns; got columns {', '.join(map(str, runs.columns))}"
         )
-    specs = []
+    specs: list[Mapping[str, Any]] = []
     for record in runs[spec_columns].to_dict(orient="records"):
         specs.append({key[len(SPEC_PREFIX) :]: value for key, value in record.items() if not _is_nan(value)})
     return specs

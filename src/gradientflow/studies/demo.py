@@ -6,6 +6,7 @@ minute on two cores, using the offline default data. Nothing is stored.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ def run_demo(steps: int = 400, seed: int = 0, on_progress: Callable[[str, int, i
         metrics: list[MetricPoint] = []
         callbacks = TrainCallbacks(
             on_metrics=metrics.extend,
-            on_progress=(lambda done, total, label=label: on_progress(label, done, total)) if on_progress else None,
+            on_progress=functools.partial(on_progress, label) if on_progress else None,
             keep_frames=True,
         )
         train(spec, load_run_dataset(spec), callbacks)

@@ -44,7 +44,9 @@ def make_optimizer(spec: OptimSpec, parameters: list[nn.Parameter]) -> torch.opt
     if spec.name == "momentum":
         return torch.optim.SGD(parameters, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     if spec.name == "adam":
-        return torch.optim.Adam(parameters, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
+        return torch.optim.Adam(
+            parameters, lr=spec.lr, betas=(spec.betas[0], spec.betas[1]), weight_decay=spec.weight_decay
+        )
     raise TrainingError(f"optim.name: {spec.name!r} is not one of sgd, momentum, adam")
 
 

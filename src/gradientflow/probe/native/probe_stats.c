@@ -618,7 +618,9 @@ static void select_ranks(uint32_t *keys, int64_t count, int shift, const int64_t
 
 /* For each of `layers` float32 tensors of n elements: its sample is all of x (positions NULL,
  * m == n) or x[positions[0..m)]; out[l * nk + i] = the ks[i]-th smallest value of the sample
- * (0-based, ks ascending, nk <= 64). `scratch` holds 4 * m + 256 uint32. */
+ * (0-based, ks ascending, any nk). `scratch` holds 4 * m + 256 uint32. select_ranks' tables hold
+ * MAX_RANKS ranks, so more ranks are selected MAX_RANKS at a time from the same keys (a
+ * selection only reorders the keys, never changes them). */
 void gf_order_stats(const float **xs, int64_t layers, const int64_t *positions, int64_t m, const int64_t *ks, int64_t nk, uint32_t *scratch,
                     float *out) {
     uint32_t *keys = scratch, *spare = scratch + m, picked[MAX_RANKS];
@@ -632,8 +634,11 @@ void gf_order_stats(const float **xs, int64_t layers, const int64_t *positions, 
                 if (k + 32 < m) __builtin_prefetch(&x[positions[k + 32]]);
                 keys[k] = float_key(x[positions[k]]);
             }
-        select_ranks(keys, m, 32 - RADIX_BITS, ks, nk, picked, spare);
-        for (int64_t i = 0; i < nk; ++i) out[l * nk + i] = key_float(picked[i]);
+        for (int64_t c = 0; c < nk; c += MAX_RANKS) {
+            const int64_t chunk = nk - c < MAX_RANKS ? nk - c : MAX_RANKS;
+            select_ranks(keys, m, 32 - RADIX_BITS, ks + c, chunk, picked, spare);
+            for (int64_t i = 0; i < chunk; ++i) out[l * nk + c + i] = key_float(picked[i]);
+        }
     }
 }
 

@@ -13,11 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...theory import bn_gradient_growth
-from .page import save_figure
+from ....theory import bn_gradient_growth
+from ..page import save_figure
 
 if TYPE_CHECKING:
-    from .yang2019 import GrowthFit
+    from .measurement import GrowthFit
 
 __all__ = ["draw_profiles", "draw_rates"]
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from .ioffe2015 import UNIT, Measured
-from .page import new_figure, save_figure
+from ..page import new_figure, save_figure
+from .measurement import Measured
+from .settings import UNIT
 
 __all__ = ["draw_accuracy", "draw_percentiles", "draw_range"]
 

@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .page import save_figure
+from ..page import save_figure
 
 if TYPE_CHECKING:
-    from .glorot2010 import Trace
+    from .measurement import Trace
 
 __all__ = ["draw_activations", "draw_jacobians"]
 
