@@ -147,7 +147,7 @@ def run(
                     highlight=False,
                 )
 
-            def on_wait(waiting: list[str]) -> None:
+            def on_wait(waiting: list[ResolvedRun]) -> None:
                 progress.console.print(f"  waiting for {len(waiting)} run(s) another gradientflow run is training")
 
             events = RunnerEvents(on_progress=on_progress, on_end=on_end, on_wait=on_wait)

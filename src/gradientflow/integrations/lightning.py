@@ -24,7 +24,7 @@ __all__ = ["GradientflowCallback"]
 _pl = require("lightning.pytorch", "lightning", "gradientflow.integrations.lightning")
 
 
-class GradientflowCallback(_pl.Callback, CallbackResults):  # type: ignore[misc,name-defined]
+class GradientflowCallback(_pl.Callback, CallbackResults):  # type: ignore[name-defined]
     """Record per-layer gradient statistics of a LightningModule while ``trainer.fit`` trains it.
 
     The probe attaches at ``on_train_start`` and advances once per optimizer step: a batch in which

@@ -26,7 +26,7 @@ __all__ = ["GradientflowCallback"]
 _hf = require("transformers", "transformers", "gradientflow.integrations.transformers")
 
 
-class GradientflowCallback(_hf.TrainerCallback, CallbackResults):  # type: ignore[misc,name-defined]
+class GradientflowCallback(_hf.TrainerCallback, CallbackResults):  # type: ignore[name-defined]
     """Record per-layer gradient statistics of the model while ``Trainer.train`` trains it.
 
     The probe attaches at ``on_train_begin`` and advances at ``on_optimizer_step``: once per
