@@ -127,9 +127,7 @@ class WeightTracker:
             # a frozen weight (requires_grad=False) has no gradient: NaN made on its own device, as a
             # fill (torch.tensor(nan) would be a CPU tensor, and a copy to an accelerator a host sync)
             grad_norms = [
-                torch.linalg.vector_norm(g, dtype=torch.float32)
-                if g is not None
-                else torch.full((), math.nan, device=m.weight.device)
+                _norms([g])[0] if g is not None else torch.full((), math.nan, device=m.weight.device)
                 for g, m in zip(grads, modules)
             ]
         views = self._views() if self._before_norms is not None and self._before is not None else None
@@ -151,7 +149,11 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """L2 norm of each tensor, float32 (accumulated in float32 for half or bfloat16 weights)."""
     if all(t.dtype == torch.float32 for t in tensors):
         return list(torch._foreach_norm(tensors))
-    return list(torch._foreach_norm(tensors, 2, dtype=torch.float32))
+    low = (torch.float16, torch.bfloat16)
+    return [
+        torch.linalg.vector_norm(t, dtype=torch.float32) if t.dtype in low else torch.linalg.vector_norm(t).float()
+        for t in tensors
+    ]
 
 
 def _native_ready(modules: list[nn.Module]) -> bool:

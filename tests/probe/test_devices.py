@@ -1,0 +1,179 @@
+"""The probe against a hand-written reference on every available device (CPU always, CUDA when present).
+
+The model has a BatchNorm layer and a frozen layer (``requires_grad=False``). On CUDA a recorded
+step must not synchronise with the host (only the flush copies to it): checked with
+``torch.cuda.set_sync_debug_mode("error")``. CI has no GPU; the CUDA cases skip there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gradientflow.probe import Probe
+
+NO_CUDA = "no CUDA device here (CI has none); run on a GPU machine to check the device paths"
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)),
+]
+LR = 0.1
+ACTIVATION_COLUMNS = [
+    "pre_mean",
+    "pre_std",
+    "pre_min",
+    "pre_max",
+    "saturated_frac",
+    "grad_rms",
+    "grad_mean",
+    "grad_norm",
+]
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 12), nn.BatchNorm1d(12), nn.Tanh(), nn.Linear(12, 12), nn.ReLU(), nn.Linear(12, 3)
+    )
+    model[3].requires_grad_(False)  # frozen: no weight gradient, no update
+    return model
+
+
+def _batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(10 + step)
+    return torch.randn(16, 6, generator=generator), torch.randint(0, 3, (16,), generator=generator)
+
+
+def _reference(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> dict[str, dict[str, float]]:
+    """One SGD step by hand on a copy, float64 on the host: pre-activations by retain_grad."""
+    state = {k: v.detach().cpu().double() for k, v in model.state_dict().items()}
+    model = _model().double()  # not a deepcopy: the probe's hooks are on the model
+    model.load_state_dict(state)
+    x = x.double()
+    z0 = model[0](x)
+    bn_in = z0.detach()
+    z1 = model[1](z0)
+    z1.retain_grad()
+    z3 = model[3](model[2](z1))
+    z3.retain_grad()
+    loss = nn.functional.cross_entropy(model[5](model[4](z3)), y)
+    loss.backward()
+    out: dict[str, dict[str, float]] = {}
+    for name, z, tanh in (("2", z1, True), ("4", z3, False)):
+        v, g = z.detach().numpy(), z.grad.numpy()
+        saturated = np.abs(v) > math.atanh(math.sqrt(0.95)) if tanh else v <= 0
+        out[name] = {
+            "pre_mean": v.mean(),
+            "pre_std": v.std(),
+            "pre_min": v.min(),
+            "pre_max": v.max(),
+            "saturated_frac": saturated.mean(),
+            "grad_rms": np.sqrt((g**2).mean()),
+            "grad_mean": g.mean(),
+            "grad_norm": np.sqrt((g**2).sum()),
+        }
+    for name in ("0", "3", "5"):
+        weight = model.get_submodule(name).weight
+        grad = weight.grad
+        out[name] = {
+            "weight_norm": float(weight.detach().norm()),
+            "weight_grad_norm": float(grad.norm()) if grad is not None else math.nan,
+            "update_ratio": LR * float(grad.norm()) / float(weight.detach().norm()) if grad is not None else 0.0,
+        }
+    bn = model[1]
+    out["1"] = {
+        "bn_input_mean": float(bn_in.mean(0).mean()),
+        "bn_input_var": float(bn_in.var(0, unbiased=False).mean()),
+        # BN's parameters as probe.step() sees them: after the optimizer's step
+        "bn_gamma_norm": float((bn.weight - LR * bn.weight.grad).detach().norm()),
+        "bn_beta_norm": float((bn.bias - LR * bn.bias.grad).detach().norm()),
+        "bn_running_mean_norm": float(bn.running_mean.norm()),
+        "bn_running_var_mean": float(bn.running_var.mean()),
+    }
+    return out
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, probe: Probe, step: int, device: str) -> None:
+    x, y = (t.to(device) for t in _batch(step))
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    probe.step()
+
+
+def _assert_matches(frame, expected: dict[str, dict[str, float]], step: int) -> None:
+    rows = frame[frame["step"] == step].set_index("layer")
+    assert set(expected) <= set(rows.index)
+    for layer, columns in expected.items():
+        for column, value in columns.items():
+            got = float(rows.loc[layer, column])
+            if math.isnan(value):
+                assert math.isnan(got), f"{layer}.{column}: {got}, expected NaN"
+            else:
+                assert got == pytest.approx(value, rel=1e-4, abs=1e-6), f"step {step} {layer}.{column}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_rows_match_the_reference_on_every_device(device: str) -> None:
+    model = _model().to(device)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
+    expected = []
+    with Probe(model) as probe:
+        for step in range(2):
+            expected.append(_reference(model, *_batch(step)))
+            _step(model, optimizer, probe, step, device)
+    frame = probe.frame()
+    for step, wanted in enumerate(expected):
+        _assert_matches(frame, wanted, step)
+    assert frame.set_index("layer").loc["3", "weight_grad_norm"].isna().all()  # the frozen layer
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_model_moved_after_the_probe_is_built(device: str) -> None:
+    # Probe(model) then model.to(...): the probe follows the model at its next recorded step. On
+    # the CPU a dtype change is the move there is (float64 and back: the native paths step aside)
+    model = _model()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
+    expected = {}
+    with Probe(model) as probe:
+        moves = (
+            [lambda: model.to(device, torch.float64), lambda: model.float()]
+            if device == "cpu"
+            else [lambda: model.to(device)]
+        )
+        for step, move in enumerate(moves):
+            move()
+            dtype = next(model.parameters()).dtype
+            expected[step] = _reference(model, *_batch(step))
+            x, y = _batch(step)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x.to(device, dtype)), y.to(device)).backward()
+            optimizer.step()
+            probe.step()
+    frame = probe.frame()
+    for step, wanted in expected.items():
+        _assert_matches(frame, wanted, step)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_a_recorded_step_on_cuda_does_not_sync_with_the_host() -> None:
+    model = _model().cuda()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
+    with Probe(model, flush_every=100) as probe:
+        _step(model, optimizer, probe, 0, "cuda")  # the first recorded step makes the cached index tensors
+        batches = [tuple(t.cuda() for t in _batch(s)) for s in range(1, 4)]
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for x, y in batches:
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                probe.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert sorted(probe.frame()["step"].unique()) == [0, 1, 2, 3]
