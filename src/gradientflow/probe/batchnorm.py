@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ __all__ = [
     "saved_batch_statistics",
     "pooled_moments",
     "pooled_unit_moments",
+    "Moments",
 ]
 
 BN_COLUMNS = (
@@ -69,9 +71,9 @@ def batch_statistics(x: torch.Tensor, output: object) -> Moments:
     units = x.shape[1] if x.dim() > 1 else 1
     saved = saved_batch_statistics(output) if isinstance(output, torch.Tensor) else None
     if saved is not None:
-        return (x.numel() // max(units, 1), *saved)
+        return (x.numel() // max(units, 1), *saved)  # type: ignore[return-value]
     cells = x.detach().transpose(0, 1).reshape(units, -1).double()
-    return cells.shape[1], _float64(cells.mean(dim=1)), _float64(cells.var(dim=1, unbiased=False))
+    return cells.shape[1], _float64(cells.mean(dim=1)), _float64(cells.var(dim=1, unbiased=False))  # type: ignore[return-value]
 
 
 def saved_batch_statistics(
@@ -114,9 +116,9 @@ def pooled_unit_moments(calls: list[Moments]) -> Moments:
     `calls`: the `batch_statistics` of each forward call of one step, pooled as one batch."""
     if len(calls) == 1:
         return calls[0]
-    total = sum(count for count, _, _ in calls)
-    mean = sum(count * m for count, m, _ in calls) / total
-    variance = sum(count * (v + m**2) for count, m, v in calls) / total - mean**2
+    total = sum(count for count, _, _ in calls)  # examples per unit, all calls
+    mean: Any = sum(count * m for count, m, _ in calls) / total
+    variance: Any = sum(count * (v + m**2) for count, m, v in calls) / total - mean**2
     return (
         total,
         mean,
@@ -131,4 +133,4 @@ def pooled_moments(calls: list[Moments]) -> np.ndarray | torch.Tensor:
     _, mean, variance = pooled_unit_moments(calls)
     if isinstance(mean, torch.Tensor):
         return torch.stack((mean.mean(), variance.mean()))  # type: ignore[union-attr]
-    return np.array([mean.sum() / mean.size, variance.sum() / variance.size])
+    return np.array([mean.sum() / mean.size, variance.sum() / variance.size])  # type: ignore[union-attr,operator]

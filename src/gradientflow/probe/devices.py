@@ -22,8 +22,8 @@ def module_device(model: nn.Module, hint: nn.Module | None = None) -> torch.devi
         weight = hint._parameters.get("weight")
         if weight is not None:
             return weight.device
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")

@@ -24,7 +24,7 @@ from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
 from .activations import SaturationRule, rule_for_name
 from .amp import GradScaleTracker, check_grad_scaler
-from .batchnorm import BN_COLUMNS, batch_statistics, batchnorm_row, pooled_moments, pooled_unit_moments
+from .batchnorm import BN_COLUMNS, Moments, batch_statistics, batchnorm_row, pooled_moments, pooled_unit_moments
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .compiled import EagerWhileRecording, unwrap_compiled
 from .devices import module_device
@@ -271,7 +271,7 @@ class Probe:
         self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
         self._rules: dict[str, SaturationRule] = {}
-        self._bn_inputs: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(
+        self._bn_inputs: dict[str, list[Moments]] = defaultdict(
             list
         )  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
