@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gradientflow.probe import Probe
+from gradientflow.probe.pending import DEFER_STEPS
 
 NO_CUDA = "no CUDA device here (CI has none); run on a GPU machine to check the device paths"
 DEVICES = [
@@ -163,17 +164,24 @@ def test_a_model_moved_after_the_probe_is_built(device: str) -> None:
 def test_a_recorded_step_on_cuda_does_not_sync_with_the_host() -> None:
     model = _model().cuda()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
+    # the probe computes activation statistics every DEFER_STEPS recorded steps: the first such
+    # batch (not checked) builds the cached index tensors; the checked steps include the next one
+    warm, checked = DEFER_STEPS, DEFER_STEPS + 2
+    batches = [tuple(t.cuda() for t in _batch(s)) for s in range(warm + checked)]
     with Probe(model, flush_every=100) as probe:
-        _step(model, optimizer, probe, 0, "cuda")  # the first recorded step makes the cached index tensors
-        batches = [tuple(t.cuda() for t in _batch(s)) for s in range(1, 4)]
-        torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
-        try:
-            for x, y in batches:
+        for step, (x, y) in enumerate(batches):
+            if step == warm:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+            try:
                 optimizer.zero_grad()
                 nn.functional.cross_entropy(model(x), y).backward()
                 optimizer.step()
                 probe.step()
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    assert sorted(probe.frame()["step"].unique()) == [0, 1, 2, 3]
+            except RuntimeError:
+                torch.cuda.set_sync_debug_mode("default")
+                raise
+        torch.cuda.set_sync_debug_mode("default")
+    frame = probe.frame()  # the flush: the one copy to the host
+    assert sorted(frame["step"].unique()) == list(range(warm + checked))
+    assert frame.query("layer == '1'")["bn_input_var"].notna().all()
