@@ -68,12 +68,13 @@ def _worker(rank: int, out: str) -> None:
     try:
         ddp = nn.parallel.DistributedDataParallel(_model())
         sink_calls: list[int] = []
-        with Probe(ddp, flush_every=2, sink=lambda stats, _: sink_calls.append(len(stats))) as probe:
+        sink = lambda stats, _: sink_calls.append(len(stats))  # noqa: E731
+        with Probe(ddp, flush_every=2, sink=sink, histograms=True) as probe:
             _train(ddp, probe, slice(rank * SHARD, (rank + 1) * SHARD))
-        frame = probe.frame()
+        frame, histograms = probe.frame(), probe.histogram_frame()
         alerts = _watch_dead_relu(rank)
         with open(f"{out}/rank{rank}.pkl", "wb") as file:
-            pickle.dump({"frame": frame, "sink_calls": sink_calls, "alerts": alerts}, file)
+            pickle.dump({"frame": frame, "histograms": histograms, "sink_calls": sink_calls, "alerts": alerts}, file)
     finally:
         dist.destroy_process_group()
 
@@ -106,11 +107,11 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [pickle.loads((out / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
 
 
-def _single_process() -> pd.DataFrame:
+def _single_process(histograms: bool = False) -> pd.DataFrame:
     model = _model()
-    with Probe(model) as probe:
+    with Probe(model, histograms=histograms) as probe:
         _train(model, probe, slice(None))
-    return probe.frame()
+    return probe.histogram_frame() if histograms else probe.frame()
 
 
 def test_rank_zero_records_the_whole_batch_as_one_process_would(ranks: list[dict]) -> None:
@@ -144,3 +145,12 @@ def test_only_rank_zero_writes_and_alerts(ranks: list[dict]) -> None:
 def test_distributed_true_without_a_process_group_is_a_clear_error() -> None:
     with pytest.raises(ProbeError, match="init_process_group"):
         Probe(_model(), distributed=True)
+
+
+def test_histogram_counts_add_up_to_the_whole_batch(ranks: list[dict]) -> None:
+    got, want = ranks[0]["histograms"], _single_process(histograms=True)
+    assert len(got) == len(want) and ranks[1]["histograms"].empty
+    assert list(got["layer"]) == list(want["layer"]) and list(got["quantity"]) == list(want["quantity"])
+    moved = np.abs(got["count"].to_numpy() - want["count"].to_numpy()).sum()
+    assert moved <= 4  # a value on a bin edge may round the other way in a shard's matmul
+    assert got.groupby(["step", "layer", "quantity"])["count"].sum().eq(WORLD * SHARD * 8).all()

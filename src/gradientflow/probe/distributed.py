@@ -15,7 +15,8 @@ column is exact (to float rounding) except the percentiles:
 - weight rows are the same on every rank (DDP keeps the replicas equal): rank 0's are kept;
 - BatchNorm input moments are pooled per unit over the ranks' shards (count, mean, variance);
 - percentiles: the mean over ranks of each rank's percentile (each rank's exact, or from its
-  fixed subsample); for shards drawn from one distribution this is close to the pooled one.
+  fixed subsample); for shards drawn from one distribution this is close to the pooled one;
+- histograms: counts add up (fixed bins); gradients are binned divided by the world size.
 
 Every rank must flush together: flushes happen when the buffer fills (the same step on every
 rank when every rank runs the same schedule) and at ``close()``; ``frame()`` and ``flush()`` on an
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -113,6 +115,18 @@ class RankReducer:
         if gathered is None:
             return None
         return self._combine(gathered, rows), steps, present
+
+    def reduce_histograms(self, histograms: pd.DataFrame) -> pd.DataFrame | None:
+        """Sum every rank's histogram counts on rank 0 (the bins are fixed, so counts of the shards
+        add up to those of the whole batch): return them there, None elsewhere."""
+        gathered: list[Any] | None = [None] * self.world if self.rank == 0 else None
+        torch.distributed.gather_object(histograms, gathered, dst=0, group=self._process_group())
+        if gathered is None:
+            return None
+        keys = ["step", "layer", "quantity", "bin_left", "bin_right"]
+        counts = pd.concat(gathered, ignore_index=True).groupby(keys, sort=False)["count"].sum()
+        total = histograms[keys].merge(counts.reset_index(), on=keys, how="left")
+        return total
 
     def _combine(self, gathered: list[Any], rows: list[RowInfo]) -> np.ndarray:
         host, steps = gathered[0][0], gathered[0][1]

@@ -65,10 +65,10 @@ class HistogramRecorder:
         pre: dict[str, list[torch.Tensor]],
         grads: dict[str, list[torch.Tensor | None]],
         rows: dict[str, RowInfo],
-        grad_scale: torch.Tensor | None = None,
+        grad_scale: torch.Tensor | float | None = None,
     ) -> None:
-        """Add the histograms of one recorded step; gradients are divided by `grad_scale` (a 0-d
-        tensor: the loss scale of mixed precision) before their magnitude is binned."""
+        """Add the histograms of one recorded step; gradients are divided by `grad_scale` (the loss
+        scale of mixed precision as a 0-d tensor, and/or DDP's world size) before they are binned."""
         slot = len(self.steps)
         self.steps.append(step)
         present: set[int] = set()
@@ -80,7 +80,8 @@ class HistogramRecorder:
             if gradients:
                 magnitude = torch.cat([g.flatten() for g in gradients]).float().abs()
                 if grad_scale is not None:
-                    magnitude = magnitude / grad_scale.to(magnitude.device)
+                    divisor = grad_scale.to(magnitude.device) if isinstance(grad_scale, torch.Tensor) else grad_scale
+                    magnitude = magnitude / divisor
                 magnitude = magnitude.clamp_min(1e-30).log10()
                 self.counts[slot, row, 1] = self._histogram(magnitude, LOG10_GRADIENT_RANGE)
         self.present.append(present)

@@ -394,7 +394,9 @@ class Probe:
         self._follow_device()
         with torch.no_grad():
             slot = self._buffer.open_slot(self._step)
-            scale = self._amp.record(slot) if self._amp is not None else None
+            scale: torch.Tensor | float | None = self._amp.record(slot) if self._amp is not None else None
+            if self._reducer is not None:  # each rank's gradient is the world size times its share (distributed.py)
+                scale = self._reducer.world * (1.0 if scale is None else scale)
             self._record_activations(slot)
             self._record_weights(slot)
             self._record_batchnorm(slot)
@@ -505,6 +507,8 @@ class Probe:
             if skipped and histograms is not None:
                 histograms = histograms[~histograms["step"].isin(skipped)].reset_index(drop=True)
         if self._reducer is not None:
+            if histograms is not None:
+                histograms = self._reducer.reduce_histograms(histograms)
             reduced = self._reducer.reduce(drained, self._row_list)
             if reduced is None:
                 return  # another rank than 0: rank 0 holds and writes the rows
