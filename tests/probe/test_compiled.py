@@ -99,3 +99,18 @@ def test_the_message_comes_once_per_process(compiled: nn.Module) -> None:
     notes = [w for w in caught if issubclass(w.category, CompiledModelNote)]
     assert len(notes) == 1
     assert "steps the probe does not record stay compiled" in str(notes[0].message)
+
+
+def test_a_probe_on_the_wrapper_forces_eager_only_inside_its_calls(compiled: nn.Module) -> None:
+    from torch._dynamo import eval_frame
+
+    seen = []
+    probe = Probe(compiled).start()  # in a recorded step, never stepped: as a probe left open
+    try:
+        hook = compiled._orig_mod.register_forward_pre_hook(lambda *_: seen.append(eval_frame._stance.stance))
+        compiled(torch.randn(8, 6))
+        hook.remove()
+        assert seen == ["force_eager"]
+        assert eval_frame._stance.stance == "default"  # other compiled code is not affected
+    finally:
+        probe.close()

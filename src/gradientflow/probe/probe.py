@@ -128,8 +128,8 @@ class Probe:
         if any(not 0.0 <= q <= 100.0 for q in percentiles):
             raise ProbeError(f"percentiles must be in [0, 100], got {list(percentiles)!r}")
         model, compiled = unwrap_compiled(unwrap_data_parallel(model))
-        model = unwrap_data_parallel(model)
         self._eager = EagerWhileRecording(compiled)
+        model = unwrap_data_parallel(model)
         self.model = model
         self.schedule = as_schedule(every)
         self.percentiles = tuple(float(q) for q in percentiles)
