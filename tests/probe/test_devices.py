@@ -185,3 +185,36 @@ def test_a_recorded_step_on_cuda_does_not_sync_with_the_host() -> None:
     frame = probe.frame()  # the flush: the one copy to the host
     assert sorted(frame["step"].unique()) == list(range(warm + checked))
     assert frame.query("layer == '1'")["bn_input_var"].notna().all()
+
+
+def test_the_accelerator_paths_agree_with_the_cpu_paths_when_run_on_the_cpu() -> None:
+    # the torch-only branches (taken off the CPU) checked here, where CI can run them
+    from gradientflow.probe.batchnorm import _row_on_device, batchnorm_row, pooled_moments, pooled_unit_moments
+    from gradientflow.probe.buffer import StatsBuffer
+
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(5)
+    nn.init.normal_(bn.weight)
+    calls = [(8, np.random.default_rng(i).normal(size=5), np.random.default_rng(i + 9).random(5)) for i in range(3)]
+    as_tensors = [(n, torch.from_numpy(m), torch.from_numpy(v)) for n, m, v in calls]
+    for got, want in zip(pooled_unit_moments(as_tensors), pooled_unit_moments(calls)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12)
+    moments = pooled_moments(as_tensors)
+    assert isinstance(moments, torch.Tensor)
+    parts = [bn.weight, bn.bias, bn.running_mean, bn.running_var]
+    np.testing.assert_allclose(
+        _row_on_device(parts, moments).numpy(), batchnorm_row(bn, pooled_moments(calls)).numpy(), rtol=1e-6
+    )
+    assert math.isnan(float(_row_on_device([None, None, None, None], moments)[0, 2]))
+
+    columns = ("a", "b", "c")
+    host, device = StatsBuffer(columns, 4, torch.device("cpu")), StatsBuffer(columns, 4, torch.device("cpu"))
+    device._host = None  # the index_put_ path of an accelerator's buffer
+    values = torch.arange(12, dtype=torch.float32).reshape(4, 3)[:, :2]
+    for buffer in (host, device):
+        for step in range(3):
+            buffer.open_slot(step)
+        buffer.write(np.array([0, 0, 2, 1]), np.array([1, 3, 0, 2]), np.array([2, 0]), values)
+    got, want = device.drain(), host.drain()
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[2] == want[2] == [{1, 3}, {2}, {0}]

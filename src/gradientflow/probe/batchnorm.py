@@ -51,6 +51,12 @@ def batchnorm_row(module: nn.Module, moments: torch.Tensor | np.ndarray) -> torc
         if running_var is not None:
             row[0, 5] = float(running_var.sum()) / running_var.size
         return torch.from_numpy(row)
+    return _row_on_device(parts, moments)
+
+
+def _row_on_device(parts: list[torch.Tensor | None], moments: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """`batchnorm_row` with torch ops on the parameters' device (weight, bias, running mean and
+    variance, any None): nothing is copied to the host."""
     device = next((p.device for p in parts if p is not None), None) or torch.device("cpu")
     if isinstance(moments, np.ndarray):
         moments = torch.from_numpy(moments)
