@@ -31,15 +31,21 @@ def _batches(steps: int, micro: int = 1) -> list[list[tuple[torch.Tensor, torch.
     ]
 
 
-def _train(batches, scaler: torch.amp.GradScaler | None, probe_scaler: bool = True, update_first: bool = True):
-    """Train under bfloat16 autocast; with `scaler` the loss is scaled. Return (frame, probe)."""
+def _train(
+    batches,
+    scaler: torch.amp.GradScaler | None,
+    probe_scaler: bool = True,
+    update_first: bool = True,
+    dtype: torch.dtype = torch.bfloat16,
+):
+    """Train under autocast to `dtype`; with `scaler` the loss is scaled. Return (frame, probe)."""
     model = _model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with Probe(model, grad_scaler=scaler if probe_scaler else None) as probe:
         for micro_batches in batches:
             optimizer.zero_grad()
             for x, y in micro_batches:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast("cpu", dtype=dtype):
                     loss = nn.functional.cross_entropy(model(x).float(), y) / len(micro_batches)
                 (scaler.scale(loss) if scaler is not None else loss).backward()
             if scaler is None:
@@ -70,6 +76,14 @@ def test_scaled_gradients_are_recorded_unscaled(update_first: bool) -> None:
     assert probe.skipped_steps == []
     assert reference["grad_rms"].notna().sum() > 0
     _assert_rows_equal(got, reference)
+
+
+def test_float16_autocast_too() -> None:
+    batches = _batches(2)
+    reference, _ = _train(batches, None, dtype=torch.float16)
+    got, probe = _train(batches, torch.amp.GradScaler("cpu", init_scale=SCALE), dtype=torch.float16)
+    assert probe.skipped_steps == []
+    _assert_rows_equal(got, reference, rtol=1e-4)
 
 
 def test_without_the_scaler_the_probe_sees_scaled_gradients() -> None:
@@ -147,7 +161,7 @@ def test_statistics_are_float32_whatever_the_autocast_dtype() -> None:
             layer(x).float().sum().backward()
         probe.step()
     row = probe.frame().query("kind == 'activation'").iloc[0]
-    exact = z.float().double()
+    exact = z.detach().float().double()
     assert z.dtype == torch.bfloat16
     assert row["pre_mean"] == pytest.approx(float(exact.mean()), rel=1e-5)
     assert row["pre_std"] == pytest.approx(float(exact.std(unbiased=False)), rel=1e-5)
