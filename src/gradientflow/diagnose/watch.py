@@ -150,6 +150,7 @@ class Monitor:
     def _alert(self, alert: GradientAlert) -> None:
         self.alerts.append(alert)
         if self.on_alert == "raise":
+            self._probe.close(reduce=False)  # under DDP only rank 0 alerts: the other ranks will not flush with it
             self.close()
             raise alert
         if self.on_alert == "warn":

@@ -47,6 +47,19 @@ class StatsBuffer:
         self._host = self._host_view()
         self.steps: list[int] = []
         self.present: list[set[int]] = []
+        # (rows, columns) -> index tensors on the device: made once, since a copy of an index from
+        # the host to an accelerator on every write would be a host sync per layer per step
+        self._device_index: dict[tuple[bytes, bytes], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def to(self, device: torch.device) -> None:
+        """Move the buffer (and what it holds) to `device`: the probe follows a model moved after
+        the probe was built, so that statistics are written where they are computed."""
+        if torch.device(device) == self.values.device:
+            return
+        self.values = self.values.to(device)
+        self.device = self.values.device
+        self._host = self._host_view()
+        self._device_index = {}
 
     @property
     def used(self) -> int:
@@ -86,10 +99,26 @@ class StatsBuffer:
         if self._host is not None and values.device.type == "cpu":
             self._host[slots[:, None], rows[:, None], columns[None, :]] = values.numpy()
         else:
-            index = [torch.from_numpy(a).to(self.device) for a in (slots[:, None], rows[:, None], columns[None, :])]
-            self.values.index_put_(tuple(index), values.to(self.device, self.values.dtype))
+            values = values.to(self.device, self.values.dtype)
+            slot_list = slots.tolist()
+            start = 0
+            for end in range(1, len(slot_list) + 1):  # one write per run of rows of the same slot
+                if end == len(slot_list) or slot_list[end] != slot_list[start]:
+                    row_index, column_index = self._index_on_device(rows[start:end], columns)
+                    self.values[slot_list[start]].index_put_((row_index, column_index), values[start:end])
+                    start = end
         for slot, row in zip(slots.tolist(), rows.tolist()):
             self.present[slot].add(row)
+
+    def _index_on_device(self, rows: np.ndarray, columns: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (rows.tobytes(), columns.tobytes())
+        index = self._device_index.get(key)
+        if index is None:
+            index = self._device_index[key] = (
+                torch.from_numpy(np.ascontiguousarray(rows[:, None])).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(columns[None, :])).to(self.device),
+            )
+        return index
 
     def write_slot(
         self, slot: int, rows: list[int], columns: np.ndarray, flat: np.ndarray, values: torch.Tensor

@@ -48,6 +48,11 @@ class HistogramRecorder:
         grown[:, : self._capacity] = self.counts
         self.counts, self._capacity = grown, capacity
 
+    def to(self, device: torch.device) -> None:
+        """Move the counts (and what they hold) to `device`, as `StatsBuffer.to`."""
+        self.counts = self.counts.to(device)
+        self.device = self.counts.device
+
     def _histogram(self, values: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
         low, high = value_range
         width = (high - low) / self.bins
@@ -60,8 +65,10 @@ class HistogramRecorder:
         pre: dict[str, list[torch.Tensor]],
         grads: dict[str, list[torch.Tensor | None]],
         rows: dict[str, RowInfo],
+        grad_scale: torch.Tensor | float | None = None,
     ) -> None:
-        """Add the histograms of one recorded step."""
+        """Add the histograms of one recorded step; gradients are divided by `grad_scale` (the loss
+        scale of mixed precision as a 0-d tensor, and/or DDP's world size) before they are binned."""
         slot = len(self.steps)
         self.steps.append(step)
         present: set[int] = set()
@@ -71,7 +78,11 @@ class HistogramRecorder:
             self.counts[slot, row, 0] = self._histogram(torch.cat([t.flatten() for t in tensors]), PRE_ACTIVATION_RANGE)
             gradients = [g for g in grads.get(key, []) if g is not None]
             if gradients:
-                magnitude = torch.cat([g.flatten() for g in gradients]).abs().clamp_min(1e-30).log10()
+                magnitude = torch.cat([g.flatten() for g in gradients]).float().abs()
+                if grad_scale is not None:
+                    divisor = grad_scale.to(magnitude.device) if isinstance(grad_scale, torch.Tensor) else grad_scale
+                    magnitude = magnitude / divisor
+                magnitude = magnitude.clamp_min(1e-30).log10()
                 self.counts[slot, row, 1] = self._histogram(magnitude, LOG10_GRADIENT_RANGE)
         self.present.append(present)
 

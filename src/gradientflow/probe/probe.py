@@ -9,6 +9,7 @@ attached at all, so the model runs exactly as without the probe.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -22,13 +23,17 @@ from torch.nn.modules.batchnorm import _NormBase
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
 from .activations import SaturationRule, rule_for_name
-from .batchnorm import BN_COLUMNS, batch_statistics, batchnorm_row, pooled_moments
+from .amp import GradScaleTracker, check_grad_scaler
+from .batchnorm import BN_COLUMNS, Moments, batch_statistics, batchnorm_row, pooled_moments, pooled_unit_moments
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
+from .compiled import EagerWhileRecording, unwrap_compiled
+from .devices import module_device
+from .distributed import RankReducer, resolve_distributed, unwrap_data_parallel
 from .histograms import HistogramRecorder
 from .pending import PendingActivations
 from .schedule import Schedule, as_schedule
 from .selection import select_modules
-from .stats import RAW_GRADIENT, derive, raw_columns
+from .stats import RAW_GRADIENT, as_units_layout, derive, raw_columns
 from .weights import WeightTracker
 
 __all__ = ["Probe", "tap"]
@@ -84,6 +89,15 @@ class Probe:
         keep: keep flushed chunks in memory for `frame()` (set False with a sink for long runs).
         background: on the CPU, compute small layers' activation statistics on one background
             thread while training goes on (same numbers; False computes them on the calling thread).
+        grad_scaler: the ``torch.amp.GradScaler`` of a mixed-precision loop: gradients are recorded
+            unscaled, and steps the scaler skipped (inf/NaN) are left out and listed in
+            `skipped_steps`. Call ``probe.step()`` after ``scaler.step(optimizer)``.
+        distributed: reduce statistics across DDP ranks at each flush, rank 0 keeping and writing
+            the rows: True, False, or "auto" (when torch.distributed is initialized with several
+            processes). See docs/training-stacks.md.
+
+    `model` may be the ``OptimizedModule`` of ``torch.compile`` (recorded steps run eagerly) or a
+    ``DistributedDataParallel``; the module inside is probed, and layer names are its own.
     """
 
     def __init__(
@@ -102,6 +116,8 @@ class Probe:
         sink: Sink | None = None,
         keep: bool = True,
         background: bool = True,
+        grad_scaler: torch.amp.GradScaler | None = None,
+        distributed: bool | str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ProbeError(f"Probe needs a torch.nn.Module, got {type(model).__name__}")
@@ -111,6 +127,9 @@ class Probe:
             raise ProbeError(f"flush_every must be >= 1, got {flush_every!r}")
         if any(not 0.0 <= q <= 100.0 for q in percentiles):
             raise ProbeError(f"percentiles must be in [0, 100], got {list(percentiles)!r}")
+        model, compiled = unwrap_compiled(unwrap_data_parallel(model))
+        self._eager = EagerWhileRecording(compiled)
+        model = unwrap_data_parallel(model)
         self.model = model
         self.schedule = as_schedule(every)
         self.percentiles = tuple(float(q) for q in percentiles)
@@ -144,14 +163,20 @@ class Probe:
         self._weight_rows: tuple[int, list[nn.Module], list[str]] = (-1, [], [])  # (rows known, modules, keys)
         self._snapshot_fresh = False
         self._pending = PendingActivations(self.percentiles, max_percentile_samples, unit_dim, background)
+        scaler = check_grad_scaler(grad_scaler)
+        self._amp = GradScaleTracker(scaler, flush_every) if scaler is not None else None
+        #: steps the grad scaler skipped (inf/NaN gradients): their rows are left out of the table
+        self.skipped_steps: list[int] = []
+        self._reducer = RankReducer(self._raw_columns, self.percentiles) if resolve_distributed(distributed) else None
         self._reset_captures()
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Probe:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        # an exception may have stopped this rank alone: waiting for the others could hang
+        self.close(reduce=exc_type is None)
 
     def start(self) -> Probe:
         """Attach the probe (hooks only on recorded steps); return self. ``with Probe(...)`` calls this."""
@@ -163,11 +188,17 @@ class Probe:
         self._set_recording(self.schedule(self._step))
         return self
 
-    def close(self) -> None:
-        """Remove every hook, flush what is recorded, and restore each module's train/eval mode."""
+    def close(self, reduce: bool = True) -> None:
+        """Remove every hook, flush what is recorded, and restore each module's train/eval mode.
+
+        A distributed probe's last flush is collective; ``reduce=False`` (used when closing on an
+        exception) skips it and drops the rows recorded since the previous flush."""
         if not self._open:
             return
+        if not reduce and self._reducer is not None:
+            self._drop_unreduced()
         try:
+            self._eager.exit()
             self._detach()
             self._open = False
             if self in _ACTIVE:
@@ -202,6 +233,12 @@ class Probe:
             self._attach()
         elif not recording and self._handles:
             self._detach()
+        if recording:
+            self._eager.enter()
+            if self._amp is not None:
+                self._amp.begin()
+        else:
+            self._eager.exit()
 
     def _attach(self) -> None:
         self._handles.append(self.model.register_forward_pre_hook(self._on_root_forward))
@@ -234,7 +271,7 @@ class Probe:
         self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
         self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
         self._rules: dict[str, SaturationRule] = {}
-        self._bn_inputs: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(
+        self._bn_inputs: dict[str, list[Moments]] = defaultdict(
             list
         )  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
@@ -354,13 +391,17 @@ class Probe:
 
     def _record(self) -> None:
         self._collect_retained_gradients()
+        self._follow_device()
         with torch.no_grad():
             slot = self._buffer.open_slot(self._step)
+            scale: torch.Tensor | float | None = self._amp.record(slot) if self._amp is not None else None
+            if self._reducer is not None:  # each rank's gradient is the world size times its share (distributed.py)
+                scale = self._reducer.world * (1.0 if scale is None else scale)
             self._record_activations(slot)
             self._record_weights(slot)
             self._record_batchnorm(slot)
             if self._histograms is not None:
-                self._histograms.record(self._step, self._pre, self._grads, self._rows)
+                self._histograms.record(self._step, self._pre, self._grads, self._rows, scale)
         if self._buffer.full or (self._histograms is not None and self._histograms.full):
             self.flush()
 
@@ -396,6 +437,9 @@ class Probe:
             if all(t is not None for t in grads):
                 g = grads[0] if len(grads) == 1 else torch.cat(grads) if grads[0].dim() > 1 else torch.stack(grads)  # type: ignore
             self._pending.add(slot, key, x, g, self._rules[key], self._owned.get(key, False))
+            if self._reducer is not None:  # dead units combine across ranks only per unit
+                dead = self._rules[key].saturated(as_units_layout(x, self.unit_dim)).all(dim=2).all(dim=0)
+                self._reducer.keep_dead_units(slot, key, dead)
         if self._pending.end_step():
             self._compute_pending()
 
@@ -420,6 +464,29 @@ class Probe:
         for key, calls in self._bn_inputs.items():
             module = self._modules_by_name[key]
             self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, pooled_moments(calls)))
+            if self._reducer is not None:  # the pooled variance across ranks needs each unit's moments
+                self._reducer.keep_unit_moments(slot, key, *pooled_unit_moments(calls))
+
+    def _follow_device(self) -> None:
+        device = module_device(self.model, next(iter(self._weights), None))
+        if device != self._buffer.device:
+            self._buffer.to(device)
+            if self._histograms is not None:
+                self._histograms.to(device)
+
+    def _drop_unreduced(self) -> None:
+        self._compute_pending(wait=True)
+        steps = self._buffer.drain()[1]
+        if self._histograms is not None:
+            self._histograms.drain(self._row_list)
+        self._reducer.discard()  # type: ignore[union-attr]
+        if steps:
+            warnings.warn(
+                f"gradientflow: steps {steps[0]}..{steps[-1]} were not reduced across ranks (the probe closed "
+                "on an exception, so the other ranks may not flush) and are dropped",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ output
     def flush(self) -> None:
@@ -434,6 +501,18 @@ class Probe:
             return
         drained = self._buffer.drain()
         histograms = self._histograms.drain(self._row_list) if self._histograms is not None else None
+        if self._amp is not None:
+            skipped = self._amp.apply(*drained, [self._col[c] for c in RAW_GRADIENT])
+            self.skipped_steps += skipped
+            if skipped and histograms is not None:
+                histograms = histograms[~histograms["step"].isin(skipped)].reset_index(drop=True)
+        if self._reducer is not None:
+            if histograms is not None:
+                histograms = self._reducer.reduce_histograms(histograms)
+            reduced = self._reducer.reduce(drained, self._row_list)
+            if reduced is None:
+                return  # another rank than 0: rank 0 holds and writes the rows
+            drained = reduced
         if self.sink is not None:
             stats = self._frame_of(drained)
             self.sink(stats, histograms)

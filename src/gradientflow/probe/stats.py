@@ -361,7 +361,8 @@ def _torch_pre_activation(
     ]
     head = torch.stack([c.float() for c in columns], dim=1)
     nonfinite = _nonfinite_count(flat, head[:, 2])
-    sizes = torch.tensor([flat.shape[1], units, n_sample], dtype=torch.float32, device=x.device).expand(layers, 3)
+    sizes = torch.empty((layers, 3), dtype=torch.float32, device=x.device)
+    sizes[:, 0], sizes[:, 1], sizes[:, 2] = flat.shape[1], units, n_sample  # fills: a copy from the host would sync
     return torch.cat((sizes, head, nonfinite[:, None], ends), dim=1)
 
 

@@ -54,6 +54,8 @@ class WeightTracker:
         self.modules = modules
         self.sample_limit = sample_limit
         self._index = {m: i for i, m in enumerate(modules)}
+        # on each weight's device now; `_views` moves them when the weight has moved since (a model
+        # moved after the probe was built, e.g. Probe(model) then model.cuda())
         self._positions: list[torch.Tensor | None] = [
             update_positions(m.weight.numel(), sample_limit, m.weight.device) for m in modules
         ]
@@ -64,10 +66,17 @@ class WeightTracker:
 
     def _views(self) -> list[torch.Tensor]:
         views = []
-        for module, positions in zip(self.modules, self._positions):
+        for i, (module, positions) in enumerate(zip(self.modules, self._positions)):
             flat = module.weight.detach().reshape(-1)
+            if positions is not None and positions.device != flat.device:
+                positions = self._positions[i] = positions.to(flat.device)
             views.append(flat if positions is None else flat.index_select(0, positions))
         return views
+
+    def _snapshot_matches(self, weights: list[torch.Tensor]) -> bool:
+        # the kept copies were made for these weights' devices and dtypes (not those before a move)
+        assert self._before is not None
+        return all(b.device == w.device and b.dtype == w.dtype for b, w in zip(self._before, weights))
 
     def snapshot(self) -> None:
         """Remember the weights as they are now (call before the forward pass of a recorded step)."""
@@ -76,15 +85,20 @@ class WeightTracker:
         if self._native is not None and self._native.snapshot():
             return
         weights = [m.weight.detach() for m in self.modules]
-        self._before_norms = torch._foreach_norm(weights)
-        if self._before is None:
+        self._before_norms = _norms(weights)
+        if self._before is None or not self._snapshot_matches(weights):
             self._before = [v.clone() for v in self._views()]
             return
         small = [self._before[i] for i in self._small]
         if small:
             torch._foreach_copy_(small, [weights[i].reshape(-1) for i in self._small])
+        views = None
         for i, positions in enumerate(self._positions):
             if positions is not None:
+                if positions.device != weights[i].device:
+                    views = views or self._views()  # moves the positions too
+                    self._before[i].copy_(views[i])
+                    continue
                 torch.index_select(weights[i].reshape(-1), 0, positions, out=self._before[i])
 
     def forget(self) -> None:
@@ -108,21 +122,38 @@ class WeightTracker:
                 return measured
         grads = [m.weight.grad for m in modules]
         if all(g is not None for g in grads):
-            grad_norms = torch._foreach_norm(grads)
+            grad_norms = _norms(grads)  # type: ignore[arg-type]
         else:
-            grad_norms = [torch.linalg.vector_norm(g) if g is not None else torch.tensor(math.nan) for g in grads]
-        if self._before_norms is None or self._before is None:
-            norms = torch._foreach_norm([m.weight.detach() for m in modules])
-            nan = torch.full((len(modules),), math.nan)
+            # a frozen weight (requires_grad=False) has no gradient: NaN made on its own device, as a
+            # fill (torch.tensor(nan) would be a CPU tensor, and a copy to an accelerator a host sync)
+            grad_norms = [
+                _norms([g])[0] if g is not None else torch.full((), math.nan, device=m.weight.device)
+                for g, m in zip(grads, modules)
+            ]
+        views = self._views() if self._before_norms is not None and self._before is not None else None
+        if views is None or not self._snapshot_matches([m.weight for m in self.modules]):
+            # no snapshot, or one of weights since moved to another device or dtype
+            norms = _norms([m.weight.detach() for m in modules])
+            nan = torch.full((len(modules),), math.nan, device=norms[0].device)
             return torch.stack((torch.stack(norms), torch.stack(grad_norms), nan, nan), dim=1)
         chosen = [self._index[m] for m in modules]
-        views = self._views()
         after = [views[i] for i in chosen]
         before = [self._before[i] for i in chosen]
-        change = torch._foreach_norm(torch._foreach_sub(after, before))
-        tracked = torch._foreach_norm(before)
+        change = _norms(torch._foreach_sub(after, before))
+        tracked = _norms(before)
         norms = [self._before_norms[i] for i in chosen]
         return torch.stack([*norms, *grad_norms, *change, *tracked]).reshape(4, len(modules)).T
+
+
+def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """L2 norm of each tensor, float32 (accumulated in float32 for half or bfloat16 weights)."""
+    if all(t.dtype == torch.float32 for t in tensors):
+        return list(torch._foreach_norm(tensors))
+    low = (torch.float16, torch.bfloat16)
+    return [
+        torch.linalg.vector_norm(t, dtype=torch.float32) if t.dtype in low else torch.linalg.vector_norm(t).float()
+        for t in tensors
+    ]
 
 
 def _native_ready(modules: list[nn.Module]) -> bool:
