@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .app import _progress, _run_bars, app, clean_errors, console, errors
 
 
+class ExplainMode(str, Enum):
+    """How much the study trains: full (the verdicts), quick (CI), tiny (tests)."""
+
+    full = "full"
+    quick = "quick"
+    tiny = "tiny"
+
+
 @app.command()
 def explain(
-    quick: bool = typer.Option(
-        False, "--quick", help="The quick study (about a minute on 2 cores) instead of the full one (under 10 minutes)."
+    mode: ExplainMode = typer.Option(
+        ExplainMode.full,
+        "--mode",
+        help="full: 5 seeds per cell, under 10 minutes on 2 cores; quick: 3 seeds, short runs, under 90 s; "
+        "tiny: seconds, for tests (its verdicts mean little).",
+        case_sensitive=False,
     ),
+    quick: bool = typer.Option(False, "--quick", help="Same as --mode quick."),
     output: Path = typer.Option(
         Path("explain"), "--output", "-o", help="Folder for index.html (and the default database)."
     ),
@@ -36,9 +51,9 @@ def explain(
         from ..runner import RunnerEvents
         from ..studies.explain import explain as run_explain
 
-        mode = "tiny" if tiny else ("quick" if quick else "full")
+        chosen = "tiny" if tiny else ("quick" if quick else mode.value)
         with _progress() as progress:
-            overall = progress.add_task(f"explain ({mode}): runs", total=None)
+            overall = progress.add_task(f"explain ({chosen}): runs", total=None)
             tasks: dict[str, int] = {}
             started: list[str] = []
 
@@ -56,21 +71,28 @@ def explain(
                     progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]")
 
             events = RunnerEvents(on_start=on_start, on_progress=on_progress, on_end=on_end)
-            result = run_explain(output, db, mode, 2, events, lambda text: progress.console.print(f"[dim]{text}[/]"))
+            result = run_explain(output, db, chosen, 2, events, lambda text: progress.console.print(f"[dim]{text}[/]"))
         skipped = len(result.study.skipped)
         console.print(
             f"{len(result.study.run_ids)} runs ({skipped} reused from the database); timings: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
         )
-        colours = {"supported": "green", "not supported": "red", "mixed": "yellow"}
+        colours = {"supported": "green", "not supported": "red", "mixed": "yellow", "not decided": "white"}
         table = Table(title="Claims about batch normalization and vanishing gradients, checked", show_lines=True)
         table.add_column("#", justify="right")
         table.add_column("claim", ratio=2)
-        table.add_column("key numbers", ratio=3)
+        table.add_column("key numbers (mean [95% interval across seeds])", ratio=3)
         table.add_column("verdict", no_wrap=True)
-        for finding in result.findings:
-            colour = colours.get(finding.verdict, "white")
-            table.add_row(str(finding.claim_id), finding.claim, finding.summary, f"[{colour}]{finding.verdict}[/]")
+        for claim_result in result.results:
+            colour = colours.get(claim_result.verdict, "white")
+            numbers = "\n".join(f"{k.label}: {k.value.text()}" for k in claim_result.key_numbers)
+            verdict = claim_result.verdict + ("" if claim_result.robust else "\n(not robust)")
+            table.add_row(
+                str(claim_result.claim.id),
+                escape(claim_result.claim.words),
+                escape(numbers or claim_result.summary),
+                f"[{colour}]{verdict}[/]",
+            )
         console.print(table)
         note = (
             ""
