@@ -349,6 +349,10 @@ def learning_rate_table(runs: pd.DataFrame, metrics: pd.DataFrame) -> dict[str, 
     return table
 
 
+def _rate(lr: float) -> str:
+    return f"{lr:g}" if lr > 0 else "none of the swept rates"
+
+
 def check_learning_rate(claim: Claim, data: ClaimData) -> ClaimResult:
     """Claim 5: the largest rate at which every seed trains (test accuracy > 0.5) is higher with BN."""
     table = learning_rate_table(data.runs, data.metrics)
@@ -368,10 +372,12 @@ def check_learning_rate(claim: Claim, data: ClaimData) -> ClaimResult:
     for lr in sorted({point["none"], point["batch"]} - {0.0}):
         for norm, name in (("none", "no BN"), ("batch", "BN")):
             if lr in table[norm]:
-                keys.append(KeyNumber(f"test accuracy, lr {lr:g}, {name}", table[norm][lr]))
+                value = table[norm][lr]
+                diverged = "" if value.finite else " (a seed diverged)"
+                keys.append(KeyNumber(f"test accuracy, lr {lr:g}, {name}{diverged}", value))
     summary = (
         f"Largest learning rate at which every seed trains (test accuracy > {TRAINED_ACCURACY}): "
-        f"{point['none'] or 'none of the swept rates'} without BN, {point['batch'] or 'none'} with BN."
+        f"{_rate(point['none'])} without BN, {_rate(point['batch'])} with BN."
     )
     runs = tuple(data.runs["run_id"])
     if point["none"] == 0.0 or point["batch"] == 0.0:
@@ -502,8 +508,9 @@ def check_weight_scale_invariance(claim: Claim, data: ClaimData) -> ClaimResult:
         keys.append(
             KeyNumber("no BN: largest relative change of the gradient profile across a", est(plain_seed, "grad"))
         )
+    scales = ", ".join(f"{a:g}" for a in sorted(_spec_value(data.runs, "model.weight_scale").dropna().unique()))
     summary = (
-        f"With BN, scaling the weights by a in {{0.1, 1, 10}} moves the activation inputs' statistics by at most "
+        f"With BN, scaling the weights by a in {{{scales}}} moves the activation inputs' statistics by at most "
         f"{est(per_seed, 'pre').text()} stds and the gradient profile by {est(per_seed, 'grad').text()} (relative); "
         + (f"without BN the profile changes by {est(plain_seed, 'grad').text()}." if plain_seed else "")
     )

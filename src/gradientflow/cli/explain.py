@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -12,7 +12,7 @@ from rich.table import Table
 from .app import _progress, _run_bars, app, clean_errors, console, errors
 
 
-class ExplainMode(str, Enum):
+class ExplainMode(StrEnum):
     """How much the study trains: full (the verdicts), quick (CI), tiny (tests)."""
 
     full = "full"

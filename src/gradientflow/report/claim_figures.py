@@ -121,7 +121,7 @@ def bn_output_range(data: ClaimData) -> go.Figure:
     """Claim 2: per layer at init, the activation input's 15-85th percentile band and min/max, BN vs none."""
     runs = _only(data.runs, "model.init", "pytorch_default") if "spec.model.init" in data.runs else data.runs
     runs = _only(runs, "model.activation", "sigmoid")
-    depths = [d for d in _values(runs, "model.depth")]
+    depths = list(_values(runs, "model.depth"))
     runs = _where(runs, "model.depth", depths[-1] if depths else None)
     figure = go.Figure()
     for offset, norm in ((-0.12, "none"), (0.12, "batch")):

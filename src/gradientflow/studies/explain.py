@@ -70,6 +70,7 @@ class _Budget:
     steps: int  # training steps of the trained experiments
     every: int  # probe interval: step 0 and ~10 later points are enough for start/end comparisons
     seeds: tuple[int, ...]  # every cell runs each seed: intervals across seeds need at least 2
+    init_seeds: tuple[int, ...]  # the at-init experiments (one step each): more seeds cost almost nothing
     depths: tuple[int, ...]  # claim 1's depths
     relu_depths: tuple[int, ...]  # claim 6's depths (init only, so deep is cheap)
     drift_steps: int  # claim 4 needs the distribution to have time to move
@@ -80,10 +81,14 @@ class _Budget:
 # Learning rates where the plain He-init ReLU net trains at the low end and diverges at the high end,
 # so the sweep can discriminate (a plain sigmoid net trains at no rate within a few hundred steps).
 _LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+# Claim 7's weight scales: a 16x range. Wider ones measure artefacts rather than BN: at a = 0.1 BN's
+# eps (1e-5) is ~3% of the first layer's pre-BN variance, and at a = 10 the output layer (scaled too,
+# and followed by no BN) saturates the softmax, which turns the gradient entering the net.
+_WEIGHT_SCALES = (0.25, 1.0, 4.0)
 _BUDGETS: dict[str, _Budget] = {
-    "tiny": _Budget(20, 10, (0, 1), (5, 10), (5, 10), 40, (0.1, 3.0, 30.0), 2),
-    "quick": _Budget(200, 20, (0, 1, 2), (5, 10), (5, 10, 20), 600, _LRS, 5),
-    "full": _Budget(1000, 50, (0, 1, 2, 3, 4), (5, 10, 20), (5, 10, 20, 50), 3000, _LRS, 20),
+    "tiny": _Budget(20, 10, (0, 1), (0, 1), (5, 10), (5, 10), 40, (0.1, 3.0, 30.0), 2),
+    "quick": _Budget(200, 20, (0, 1, 2), tuple(range(8)), (5, 10), (5, 10, 20), 600, _LRS, 5),
+    "full": _Budget(1000, 50, (0, 1, 2, 3, 4), tuple(range(8)), (5, 10, 20), (5, 10, 20, 50), 3000, _LRS, 20),
 }
 
 
@@ -169,7 +174,7 @@ def study(mode: Mode = "quick") -> list[Experiment]:
                 {"activation": "relu", "width": 256, "init": "he_normal"},
                 1,
                 1,
-                {"model.depth": list(b.relu_depths), "model.norm": norms, "seeds": seeds},
+                {"model.depth": list(b.relu_depths), "model.norm": norms, "seeds": list(b.init_seeds)},
                 batch=32,
             ),
         ),
@@ -181,7 +186,7 @@ def study(mode: Mode = "quick") -> list[Experiment]:
                 {"depth": 3},
                 1,
                 1,
-                {"model.weight_scale": [0.1, 1.0, 10.0], "model.norm": norms, "seeds": seeds},
+                {"model.weight_scale": list(_WEIGHT_SCALES), "model.norm": norms, "seeds": list(b.init_seeds)},
             ),
         ),
     ]
