@@ -27,9 +27,9 @@ def test_the_table_numbers_each_claim_once_and_names_its_experiments() -> None:
     assert [c.id for c in claims.CLAIMS] == list(range(1, 10))
     assert claims.experiments_of()["vanishing"] == (1, 2, 3, 8)
     assert claims.experiments_of()["learning-rate"] == (5,)
-    for row in claims.CLAIMS:
-        assert row.rule.count(". ") == 0 and row.rule.endswith(".")  # one sentence
-        assert row.words and row.source and row.figure
+    for entry in claims.CLAIMS:
+        assert entry.rule.count(". ") == 0 and entry.rule.endswith(".")  # one sentence
+        assert entry.words and entry.source and entry.figure
 
 
 # claim 1 ------------------------------------------------------------------------------------------
