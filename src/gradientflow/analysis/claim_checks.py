@@ -38,6 +38,8 @@ __all__ = [
     "UNIT_STD_TOLERANCE",
     "select",
     "by_seed",
+    "paired",
+    "result_of",
     "check_vanishing",
     "check_bn_standardizes",
     "check_saturation",
@@ -110,7 +112,8 @@ def by_seed(runs: pd.DataFrame, value: Callable[[pd.DataFrame], float]) -> dict[
     return {int(seed): float(value(group)) for seed, group in runs.groupby("seed", sort=True)}
 
 
-def _paired(a: dict[int, float], b: dict[int, float], combine: Callable[[float, float], float]) -> list[float]:
+def paired(a: dict[int, float], b: dict[int, float], combine: Callable[[float, float], float]) -> list[float]:
+    """``combine(a[seed], b[seed])`` for every seed both hold, in seed order."""
     return [combine(a[s], b[s]) for s in sorted(set(a) & set(b))]
 
 
@@ -128,7 +131,7 @@ def _depths(runs: pd.DataFrame) -> list[int]:
     return sorted(int(d) for d in _spec_value(runs, "model.depth").dropna().unique())
 
 
-def _result(
+def result_of(
     claim: Claim,
     summary: str,
     conditions: list[Condition],
@@ -174,14 +177,14 @@ def check_vanishing(claim: Claim, data: ClaimData) -> ClaimResult:
         if deep >= 10:
             conditions.append(Condition(label, deepest, "<", VANISHING_RATIO))
         if deep != shallow:
-            falls = estimate(_paired(ratios[deep], ratios[shallow], lambda a, b: a / b), log=True)
+            falls = estimate(paired(ratios[deep], ratios[shallow], lambda a, b: a / b), log=True)
             conditions.append(Condition(f"{activation} ratio at depth {deep} / at depth {shallow}", falls, "<", 1.0))
         parts.append(f"{activation} depth {deep}: {deepest.text()}")
         with_bn = by_seed(select(bn, model__activation=activation, model__depth=deep), _ratio_at(data.layer_stats))
         if with_bn:
             keys.append(KeyNumber(f"same with BN, {activation} depth {deep}", estimate(with_bn.values(), log=True)))
     summary = "First/last-layer grad_rms ratio at init without BN: " + ("; ".join(parts) or "no plain runs") + "."
-    return _result(claim, summary, conditions, keys[:5], details, plain)
+    return result_of(claim, summary, conditions, keys[:5], details, plain)
 
 
 def _bn_layer_numbers(runs: pd.DataFrame, layer_stats: pd.DataFrame) -> dict[str, float]:
@@ -234,7 +237,7 @@ def check_bn_standardizes(claim: Claim, data: ClaimData) -> ClaimResult:
         f"and reaches at least {est('reach').text()} on both sides of 0 (not squashed into [-1, 1]); after training "
         f"its std follows rms(gamma) within {est('gamma').text()} (relative)."
     )
-    return _result(claim, summary, conditions, keys, {}, bn)
+    return result_of(claim, summary, conditions, keys, {}, bn)
 
 
 def _saturation(layer_stats: pd.DataFrame) -> Callable[[pd.DataFrame], float]:
@@ -267,15 +270,15 @@ def check_saturation(claim: Claim, data: ClaimData) -> ClaimResult:
         details[f"saturated fraction, {label}, no BN"] = p.mean
         details[f"saturated fraction, {label}, BN"] = b.mean
         if p.mean >= SATURATION_FLOOR:
-            drop = estimate(_paired(plain, bn, lambda a, b: a - b))
+            drop = estimate(paired(plain, bn, lambda a, b: a - b))
             conditions.append(Condition(f"saturated fraction without minus with BN, {label}", drop, ">", 0.0))
             keys += [KeyNumber(f"saturated fraction, {label}, no BN", p), KeyNumber(f"same with BN, {label}", b)]
             parts.append(f"{label}: {p.text()} -> {b.text()}")
     if not conditions:
         reason = f"no net saturates >= {SATURATION_FLOOR:.0%} without BN, so there is nothing for BN to reduce"
-        return not_decided(claim, reason, _result(claim, "No saturating pair.", [], [], details, data.runs))
+        return not_decided(claim, reason, result_of(claim, "No saturating pair.", [], [], details, data.runs))
     summary = f"Saturated fraction without -> with BN (mean over layers and recorded steps): {'; '.join(parts)}."
-    return _result(claim, summary, conditions, keys[:5], details, data.runs)
+    return result_of(claim, summary, conditions, keys[:5], details, data.runs)
 
 
 def drift(stats: pd.DataFrame) -> float:
@@ -304,7 +307,7 @@ def check_percentile_drift(claim: Claim, data: ClaimData) -> ClaimResult:
     plain = by_seed(select(data.runs, model__norm="none"), drift_of)
     bn = by_seed(select(data.runs, model__norm="batch"), drift_of)
     p, b = estimate(plain.values(), log=True), estimate(bn.values(), log=True)
-    ratio = estimate(_paired(plain, bn, lambda a, c: a / c), log=True)
+    ratio = estimate(paired(plain, bn, lambda a, c: a / c), log=True)
     label = "drift without BN / drift with BN"
     conditions = [Condition(label, ratio, ">", 1.0), Condition(label, ratio, ">", DRIFT_FACTOR)]
     keys = [
@@ -316,7 +319,7 @@ def check_percentile_drift(claim: Claim, data: ClaimData) -> ClaimResult:
         f"The last hidden layer's input percentiles drift {p.text()} spreads without BN and {b.text()} with BN "
         f"between the first and the last recorded step: {ratio.text()}x as much without BN."
     )
-    return _result(claim, summary, conditions, keys, {}, data.runs)
+    return result_of(claim, summary, conditions, keys, {}, data.runs)
 
 
 def _final_accuracy(metrics: pd.DataFrame) -> Callable[[pd.DataFrame], float]:
@@ -440,7 +443,7 @@ def check_bn_relu_explosion(claim: Claim, data: ClaimData) -> ClaimResult:
         f"At init the BN-ReLU gradient grows toward the input by {fitted.text()} per layer (squared rms; "
         f"theory {theory:.3g} for batch {batch}): BN itself makes the gradient explode with depth."
     )
-    return _result(claim, summary, conditions, keys, details, data.runs)
+    return result_of(claim, summary, conditions, keys, details, data.runs)
 
 
 _PRE_COLUMNS = ("pre_mean", "pre_std", "pre_p15", "pre_p50", "pre_p85")
@@ -514,7 +517,7 @@ def check_weight_scale_invariance(claim: Claim, data: ClaimData) -> ClaimResult:
         f"{est(per_seed, 'pre').text()} stds and the gradient profile by {est(per_seed, 'grad').text()} (relative); "
         + (f"without BN the profile changes by {est(plain_seed, 'grad').text()}." if plain_seed else "")
     )
-    return _result(claim, summary, conditions, keys, {}, data.runs)
+    return result_of(claim, summary, conditions, keys, {}, data.runs)
 
 
 def check_tanh(claim: Claim, data: ClaimData) -> ClaimResult:
@@ -539,7 +542,7 @@ def check_tanh(claim: Claim, data: ClaimData) -> ClaimResult:
         if activation == "tanh":
             conditions.append(Condition(label, saturated, ">", TANH_SATURATED))
     summary = "Without BN: " + "; ".join(f"{k.label}: {k.value.text()}" for k in keys) + "."
-    return _result(claim, summary, conditions, keys, {}, data.runs)
+    return result_of(claim, summary, conditions, keys, {}, data.runs)
 
 
 def check_bn_backward(claim: Claim, data: ClaimData) -> ClaimResult:
@@ -582,6 +585,6 @@ def check_bn_backward(claim: Claim, data: ClaimData) -> ClaimResult:
         f"and its component along x_hat, then scales by gamma/sigma; the per-unit batch std goes {std_in.text()} -> "
         f"{std_out.text()}, so the gradients are {'standardized' if standardized else 're-centred but not standardized'}."
     )
-    result = _result(claim, summary, conditions, keys, details, data.runs)
+    result = result_of(claim, summary, conditions, keys, details, data.runs)
     return ClaimResult(claim, result.verdict, result.robust, summary, result.key_numbers, result.conditions, details,
                        (), "one deterministic measurement (no seed sweep)")  # fmt: skip

@@ -224,6 +224,32 @@ def accuracy_by_lr(data: ClaimData, metric: str = "final test accuracy") -> go.F
     return _style(figure, "Final test accuracy against learning rate (× = a seed diverged; bars: range of seeds)")
 
 
+def loss_by_lr(data: ClaimData) -> go.Figure:
+    """Claim 5 on a user's model: final / first loss against the learning-rate factor, BN vs none (× = diverged)."""
+    figure = go.Figure()
+    for norm in ("none", "batch"):
+        chosen = _only(data.runs, "model.norm", norm)
+        xs, ys, marks = [], [], []
+        for factor, group in chosen.groupby("spec.optim.lr_factor", sort=True) if len(chosen) else []:
+            values = []
+            for _, run in group.iterrows():
+                rows = data.metrics[
+                    (data.metrics["run_id"] == run["run_id"]) & (data.metrics["name"] == "final_loss_ratio")
+                ]
+                values.append(float(rows["value"].iloc[-1]) if run["status"] == "finished" and len(rows) else math.nan)
+            finite = [v for v in values if math.isfinite(v)]
+            xs.append(float(factor))
+            ys.append(float(np.mean(finite)) if len(finite) == len(values) else None)
+            marks.append("circle" if len(finite) == len(values) else "x")
+        figure.add_trace(go.Scatter(x=xs, y=[y if y is not None else 1.0 for y in ys], mode="lines+markers",
+                                    name=_NAMES[norm], line={"color": _COLOURS[norm]},
+                                    marker={"symbol": marks, "size": 10}))  # fmt: skip
+    figure.add_hline(y=0.5, line={"dash": "dot", "color": "#888"}, annotation_text="trained: loss halved")
+    figure.update_xaxes(type="log", title_text="learning rate / the factory's (log)")
+    figure.update_yaxes(type="log", title_text="final loss / first loss (log)")
+    return _style(figure, "Final over first loss against the learning-rate factor (× = a seed diverged, drawn at 1)")
+
+
 def growth_by_depth(data: ClaimData) -> go.Figure:
     """Claim 6: (first/last grad_rms)^2 at init against depth, BN-ReLU vs plain He ReLU, with lambda(B)^depth dashed."""
     figure = go.Figure()
@@ -329,6 +355,7 @@ FIGURES: dict[str, Callable[[ClaimData], go.Figure]] = {
     "saturation-per-layer": saturation_per_layer,
     "percentiles": percentiles,
     "accuracy-by-lr": accuracy_by_lr,
+    "loss-by-lr": loss_by_lr,
     "growth-by-depth": growth_by_depth,
     "scale-profile": scale_profile,
     "tanh-vs-sigmoid": tanh_vs_sigmoid,
