@@ -52,7 +52,7 @@ def test_the_answer_comes_first_and_the_runs_are_folded_by_experiment(explain_pa
 def test_no_figure_draws_more_than_eight_ungrouped_traces(explain_page) -> None:  # type: ignore[no-untyped-def]
     from gradientflow.report import claim_figure
 
-    path, result = explain_page
+    _, result = explain_page
     for claim_result in result.results:
         data = _data_of(result, claim_result.claim.id)
         figure = claim_figure(claim_result.claim.figure, data)
