@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from . import claim_checks as c
 from .claim_records import Claim, ClaimData, ClaimResult, KeyNumber, not_applicable, not_decided
 from .claims import CLAIMS
 from .intervals import Condition, Estimate, estimate
+from ..records import Verdict
 from .summary import activation_rows, gradient_ratio
 
 __all__ = ["MODEL_CLAIMS", "TRAINED_LOSS_FRACTION", "LOSS_RATIO", "model_claim_data", "check_model_claims"]
@@ -163,7 +165,7 @@ def _learning_rate(claim: Claim, data: ClaimData) -> ClaimResult:
         return dataclasses.replace(base, verdict="supported", robust=True)
     if maybe["batch"] <= sure["none"]:
         return dataclasses.replace(base, verdict="not supported", robust=True)
-    verdict = "mixed" if point["batch"] >= point["none"] else "not supported"
+    verdict: Verdict = "mixed" if point["batch"] >= point["none"] else "not supported"
     return dataclasses.replace(base, verdict=verdict, note="not robust across seeds: a loss interval straddles the bar")
 
 
@@ -235,7 +237,7 @@ def _tanh(claim: Claim, data: ClaimData) -> ClaimResult:
 
 
 _NEEDS_BN = {2, 3, 4, 5, 6, 7}
-_MODEL_ROWS: dict[int, tuple[str, tuple[str, ...], str, object, str]] = {
+_MODEL_ROWS: dict[int, tuple[str, tuple[str, ...], str, Callable[[Claim, ClaimData], ClaimResult], str]] = {
     1: ("Your model as given passes a far smaller gradient to its first layer than to its last; BN raises it.", ("model",),
         f"Supported when the first/last grad_rms ratio at init is below {c.VANISHING_RATIO} as given and higher with BN "
         f"inserted, paired by seed {_ON}.", _vanishing, "profile-by-depth"),

@@ -63,9 +63,10 @@ def explain(
         return
     with clean_errors():
         from ..runner import RunnerEvents
+        from ..studies.explain import Mode
         from ..studies.explain import explain as run_explain
 
-        chosen = "tiny" if tiny else ("quick" if quick else mode.value)
+        chosen: Mode = "tiny" if tiny else ("quick" if quick else mode.value)  # type: ignore[assignment]
         with _progress() as progress:
             overall = progress.add_task(f"explain ({chosen}): runs", total=None)
             tasks: dict[str, int] = {}

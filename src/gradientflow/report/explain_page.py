@@ -10,7 +10,7 @@ inlined, nothing fetched. Opening ``index.html#only-claim-N`` shows that card al
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 
 import pandas as pd
@@ -74,7 +74,7 @@ def _figure(result: ClaimResult, data: ClaimData | None) -> str:
     return f'<figure class="claim-figure" data-traces="{len(figure.data)}">{body}</figure>'
 
 
-def _details(result: ClaimResult, known_runs: set[str]) -> str:
+def _details(result: ClaimResult, known_runs: Set[str]) -> str:
     rows = []
     for condition in result.conditions:
         rows.append(
@@ -99,7 +99,7 @@ def _details(result: ClaimResult, known_runs: set[str]) -> str:
     )
 
 
-def card_html(result: ClaimResult, data: ClaimData | None, known_runs: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+def card_html(result: ClaimResult, data: ClaimData | None, known_runs: Set[str] = frozenset()) -> str:
     """One claim's card: words, figure, verdict and rule, key numbers, folded details."""
     claim = result.claim
     keys = "".join(
