@@ -123,3 +123,29 @@ def test_a_bad_factory_is_a_clean_error(tmp_path: Path) -> None:
     done = explain("--model", str(tmp_path / "missing.py") + ":make", "-o", str(tmp_path / "out"))
     assert done.returncode == 2
     assert "no file" in done.stderr and "Traceback" not in done.stderr
+
+
+HF_MODEL = """
+import torch
+import torch.nn.functional as F
+from transformers import BertConfig, BertForSequenceClassification
+
+def make():
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, num_labels=3)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(0, 50, (4, 8), generator=g), torch.randint(0, 3, (4,), generator=g)) for _ in range(4)]
+    return BertForSequenceClassification(config), batches, lambda out, y: F.cross_entropy(out.logits, y)
+"""
+
+
+def test_a_hugging_face_model_from_a_config_runs_and_says_why_bn_is_not_inserted(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    source = tmp_path / "hf.py"
+    source.write_text(textwrap.dedent(HF_MODEL))
+    done = explain("--model", f"{source}:make", "--seeds", "2", "--steps", "10", "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert all(f'id="claim-{n}"' in page for n in range(1, 10))
+    # the pooler's tanh takes (batch, hidden): BN goes there; activations on (batch, tokens, hidden) are named
+    assert "BatchNorm inserted before bert.pooler.activation" in page

@@ -139,6 +139,16 @@ def result_of(
     details: dict[str, float],
     runs: pd.DataFrame,
 ) -> ClaimResult:
+    missing = [c.label for c in conditions if not c.value.finite]
+    if missing:
+        reason = (
+            f"{', '.join(dict.fromkeys(missing))} could not be measured (fewer than two activation layers "
+            "recorded a gradient, or a run diverged)"
+        )
+        result = ClaimResult(
+            claim, "mixed", False, summary, tuple(keys), tuple(conditions), details, tuple(runs["run_id"])
+        )
+        return not_decided(claim, reason, result)
     verdict, robust = decide(conditions)
     unsure = [c.label for c in conditions if c.outcome == "unsure"]
     note = f"not robust across seeds: the interval of {', '.join(unsure)} straddles its threshold" if unsure else ""

@@ -17,11 +17,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ..records import Verdict
 from . import claim_checks as c
 from .claim_records import Claim, ClaimData, ClaimResult, KeyNumber, not_applicable, not_decided
 from .claims import CLAIMS
 from .intervals import Condition, Estimate, estimate
-from ..records import Verdict
 from .summary import activation_rows, gradient_ratio
 
 __all__ = ["MODEL_CLAIMS", "TRAINED_LOSS_FRACTION", "LOSS_RATIO", "model_claim_data", "check_model_claims"]
