@@ -184,10 +184,12 @@ def short_answer(results: Sequence[ClaimResult]) -> str:
     sentences = []
     mechanism = [i for i in (2, 3, 4) if said(i) == "supported"]
     if said(1) == "supported" and mechanism:
+        first = by_id[1].key_numbers[0] if by_id[1].key_numbers else None
+        measured = f" ({first.label}: {first.value.text()})" if first is not None else ""
         sentences.append(
-            "Without BN the gradient reaching the first layer of a deep sigmoid or tanh net is orders of "
-            "magnitude smaller than at the last layer; BN does not squash values into [0, 1] but re-standardizes "
-            "every pre-activation"
+            "Without BN the gradient reaching the first layer is orders of "
+            f"magnitude smaller than at the last layer{measured}; BN does not squash values into [0, 1] but "
+            "re-standardizes every pre-activation"
             + (", which keeps units out of the saturated tails" if 3 in mechanism else "")
             + (" and keeps their distribution from drifting during training" if 4 in mechanism else "")
             + "."
@@ -204,11 +206,13 @@ def short_answer(results: Sequence[ClaimResult]) -> str:
         sentences.append(
             f"It does not make vanishing or exploding gradients impossible: a deep BN-ReLU net explodes at init{rate}."
         )
-    weak = [r.claim.id for r in results if r.verdict not in ("supported", "not applicable") or not r.robust]
+    weak = [r for r in results if r.verdict not in ("supported", "not applicable") or not r.robust]
     if weak:
-        sentences.append(
-            "Claims " + ", ".join(map(str, weak)) + " are not supported, not decided or not robust across seeds here."
+        shown = ", ".join(
+            f"claim {r.claim.id} ({r.verdict}{'' if r.robust or r.verdict == 'not decided' else ', not robust across seeds'})"
+            for r in weak
         )
+        sentences.append(f"Not (robustly) supported here: {shown}.")
     else:
         sentences.append("Every claim checked is supported, robustly across seeds.")
     return " ".join(sentences)
