@@ -115,7 +115,9 @@ class RunOutcome:
     message: str | None = None
 
 
-Verdict = Literal["supported", "not supported", "mixed"]
+#: "not decided": the experiment could not discriminate (say why); "not applicable": the claim cannot
+#: apply to the model measured (e.g. no tanh in it).
+Verdict = Literal["supported", "not supported", "mixed", "not decided", "not applicable"]
 
 
 @dataclass(frozen=True)

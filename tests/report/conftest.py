@@ -50,3 +50,20 @@ def tiny_store(tiny_db: Path) -> Iterator[Store]:
 @pytest.fixture
 def tiny_data(tiny_store: Store) -> ReportData:
     return load_report_data(tiny_store, None)
+
+
+@pytest.fixture(scope="session")
+def explain_page(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The explain page of the tiny study (seconds): its path and the `ExplainResult` behind it."""
+    import torch
+
+    from gradientflow.studies.explain import explain
+
+    output = tmp_path_factory.mktemp("explain")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = explain(output, mode="tiny", workers=1)
+    finally:
+        torch.set_num_threads(previous)
+    return result.html_path, result

@@ -105,3 +105,44 @@ def test_screenshot_reads_well(report: tuple[Path, dict[str, int]], tmp_path: Pa
     done = chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,3000", "--hide-scrollbars")
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.exists() and shot.stat().st_size > 50_000  # a blank page compresses to a few kB
+
+
+@pytest.fixture(scope="module")
+def explain_dom(explain_page, tmp_path_factory: pytest.TempPathFactory) -> str:  # type: ignore[no-untyped-def]
+    """The explain page's DOM after its scripts ran."""
+    page, _ = explain_page
+    done = chromium(page, tmp_path_factory.mktemp("profile"), "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_explain_page_draws_every_card_figure_without_errors(explain_dom: str) -> None:
+    recorded = re.search(r'data-report-errors="([^"]*)"', explain_dom)
+    assert recorded and json.loads(recorded.group(1).replace("&quot;", '"')) == []
+    figures = re.search(r'data-report-figures="(\d+)"', explain_dom)
+    drawn = re.search(r'data-report-drawn="(\d+)"', explain_dom)
+    assert figures and drawn and int(figures.group(1)) == int(drawn.group(1)) == 9
+    for claim_id in range(1, 10):
+        start = explain_dom.index(f'id="claim-{claim_id}"')
+        card = explain_dom[start : explain_dom.index("</section>", start)]
+        assert 'class="main-svg"' in card, claim_id
+        expected = int(re.search(r'data-traces="(\d+)"', card).group(1))  # type: ignore[union-attr]
+        drawn_traces = card.count('class="trace scatter') + card.count('class="trace bars')
+        assert drawn_traces == expected > 0, (claim_id, drawn_traces, expected)
+        assert re.search(r'class="js-line" d="M|class="point"', card), claim_id  # some data reached the svg
+
+
+def test_one_screenshot_per_card(explain_page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    page, _ = explain_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    for claim_id in range(1, 10):
+        shot = ARTIFACTS / f"claim-{claim_id}.png"
+        shot.unlink(missing_ok=True)
+        url = f"{Path(page).resolve().as_uri()}#only-claim-{claim_id}"
+        done = subprocess.run(
+            [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+             "--window-size=1300,1000", "--hide-scrollbars", url],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert shot.exists() and shot.stat().st_size > 30_000, claim_id  # a blank card compresses to a few kB

@@ -21,11 +21,15 @@ SPEC_DEFAULTS: dict[str, Any] = {
 
 
 def runs(*specs: dict[str, Any]) -> pd.DataFrame:
-    """One run per dict of dotted spec overrides (plus optional run_id and status)."""
+    """One run per dict of dotted spec overrides (plus optional run_id, status and seed)."""
     records = []
     for index, spec in enumerate(specs):
         spec = dict(spec)
-        record = {"run_id": spec.pop("run_id", f"r{index}"), "status": spec.pop("status", "finished")}
+        record = {
+            "run_id": spec.pop("run_id", f"r{index}"),
+            "status": spec.pop("status", "finished"),
+            "seed": spec.pop("seed", 0),
+        }
         record.update({f"spec.{k}": v for k, v in {**SPEC_DEFAULTS, **spec}.items()})
         records.append(record)
     return pd.DataFrame(records)

@@ -22,7 +22,9 @@ ENTRY = [sys.executable, "-c", "from gradientflow.cli import main; main()"]
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     output = tmp_path_factory.mktemp("explain")
-    done = subprocess.run([*ENTRY, "explain", "--tiny", "-o", str(output)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*ENTRY, "explain", "--mode", "tiny", "-o", str(output)], capture_output=True, text=True, timeout=300
+    )
     return output, done
 
 
@@ -32,6 +34,11 @@ def test_cli_writes_the_page_and_the_verdict_table(tiny_run: tuple[Path, subproc
     assert (output / "explain.db").exists()
     page = (output / "index.html").read_text(encoding="utf-8")
     assert "vanishing gradients" in page
+    for claim_id in range(1, 10):  # one card per claim, in order, each with its figure
+        card = page.split(f'id="claim-{claim_id}"')[1].split("</section>")[0]
+        assert f'id="figure-claim-{claim_id}"' in card
+    assert page.index('id="claim-1"') < page.index('id="claim-9"') < page.index('id="runs"')
+    assert page.count('class="run-group"') == len(study("tiny"))
     for verdict_word in ("supported", "mixed"):
         assert verdict_word in done.stdout
     assert "If you have m gradients" in done.stdout
@@ -75,3 +82,24 @@ def test_verdict_follows_the_stored_numbers(
     assert after[1].summary != before[1].summary
     assert after[8].verdict != before[8].verdict  # claim 8 reads the same tanh ratios
     assert after[6].verdict == before[6].verdict  # untouched runs, untouched verdicts
+
+
+def test_help_lists_the_modes() -> None:
+    done = subprocess.run(
+        [*ENTRY, "explain", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", **__import__("os").environ},
+    )
+    assert done.returncode == 0
+    assert "full|quick|tiny" in done.stdout.replace(" ", "") or "[full|quick|tiny]" in done.stdout
+
+
+def test_an_unknown_mode_is_refused_with_the_choices(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*ENTRY, "explain", "--mode", "huge", "-o", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "huge" in done.stderr and "quick" in done.stderr
+    assert not (tmp_path / "explain.db").exists()

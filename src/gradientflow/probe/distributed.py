@@ -61,7 +61,8 @@ def unwrap_data_parallel(model: nn.Module) -> nn.Module:
     """Return the module a ``DistributedDataParallel`` wraps (`model` itself otherwise), so that
     layer names carry no ``module.`` prefix and match a single-process probe's."""
     if isinstance(model, nn.parallel.DistributedDataParallel):
-        return model.module
+        inner: nn.Module = model.module
+        return inner
     return model
 
 
@@ -148,7 +149,7 @@ class RankReducer:
 
     def _columns_combined(self, v: np.ndarray) -> np.ndarray:
         col = {name: i for i, name in enumerate(self.columns)}
-        out = v[0].copy()  # rank 0's, for what is the same on every rank (units, weights, BN parameters)
+        out: np.ndarray = v[0].copy()  # rank 0's, for what is the same on every rank (units, weights, BN parameters)
         with np.errstate(invalid="ignore", divide="ignore"):
             for name in _SUMMED:
                 out[..., col[name]] = v[..., col[name]].sum(axis=0)

@@ -5,7 +5,9 @@ the `*_panel` functions return the figures, `runs_table` / `findings_table` the 
 Reads the store only: no torch, no training.
 """
 
+from gradientflow.report.claim_figures import FIGURES, claim_figure
 from gradientflow.report.data import ReportData, load_report_data, run_labels
+from gradientflow.report.explain_page import explain_html, render_explain_page
 from gradientflow.report.page import DEFAULT_TITLE, build_panels, render_report, report_html
 from gradientflow.report.panels import (
     MAX_SIDE_BY_SIDE,
@@ -20,6 +22,10 @@ from gradientflow.report.tables import findings_table, format_number, runs_table
 
 __all__ = [
     "DEFAULT_TITLE",
+    "FIGURES",
+    "claim_figure",
+    "explain_html",
+    "render_explain_page",
     "MAX_SIDE_BY_SIDE",
     "Panel",
     "ReportData",

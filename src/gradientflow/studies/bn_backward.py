@@ -89,7 +89,7 @@ def measure_bn_gradients(steps: int = 5, seed: int = 0) -> pd.DataFrame:
     """Train claim 9's network for `steps` SGD steps; return one row per BN layer and step.
 
     Columns: layer, step, mean_in/mean_out, x_hat_in/x_hat_out, std_in/std_out, rms_in/rms_out,
-    scale_mean, decomposition_error (see `analysis.claims.check_bn_backward`); "in" is the gradient
+    scale_mean, decomposition_error (see `analysis.claim_checks.check_bn_backward`); "in" is the gradient
     arriving at BN from above (dL/dy), "out" the one it passes down (dL/dx).
     """
     spec = bn_backward_spec(steps, seed)

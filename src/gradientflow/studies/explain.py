@@ -4,9 +4,9 @@ Nine claims (from a Q&A answer and Ioffe & Szegedy 2015, see `analysis.claims`) 
 six small sweeps over the offline mnist5k data, stored through the runner (a rerun reuses finished
 runs), plus claim 9's in-process look at BN's backward pass (`studies.bn_backward`).
 
-Modes: ``quick`` (<= 90 s on 2 cores: one seed, short runs, depths 5 and 10), ``full`` (<= 10 min:
-two seeds, longer runs, depth 20 and a depth-50 BN-ReLU net) and ``tiny`` (seconds; tests only,
-its verdicts mean little).
+Modes: ``quick`` (<= 90 s on 2 cores: three seeds, short runs, depths 5 and 10), ``full`` (<= 10 min:
+five seeds, longer runs, depth 20 and a depth-50 BN-ReLU net) and ``tiny`` (seconds; tests only,
+its verdicts mean little). Seeds of one cell train as one vectorized group (`runner.group_runs`).
 
 All runs of the study go through ONE process pool: a spawned worker costs ~4 s of imports on this
 machine (10-20 s per pool under load), so one `runner.run_sweep(workers=2)` per experiment would
@@ -29,7 +29,7 @@ from ..analysis import claims
 from ..errors import GradientflowError
 from ..records import Finding, RunOutcome
 from ..runner import RunnerEvents, check_data, execute_runs, plan
-from ..spec import ExperimentSpec, ResolvedRun, from_dict
+from ..spec import ExperimentSpec, ResolvedRun, expand, from_dict
 from ..store import Store
 from .bn_backward import autograd_error, measure_bn_gradients
 
@@ -40,6 +40,9 @@ __all__ = [
     "study",
     "run_study",
     "compute_findings",
+    "compute_results",
+    "run_groups",
+    "study_intro",
     "explain",
     "write_fallback_html",
 ]
@@ -50,19 +53,24 @@ MODES: tuple[str, ...] = ("tiny", "quick", "full")
 
 @dataclass(frozen=True)
 class Experiment:
-    """One sweep of the study and the claims its runs feed."""
+    """One sweep of the study; the claims its runs feed are read from `analysis.claims.CLAIMS`."""
 
     key: str
     title: str
     spec: ExperimentSpec
-    claims: tuple[int, ...]
+
+    @property
+    def claims(self) -> tuple[int, ...]:
+        """Ids of the claims whose checks read this experiment's runs."""
+        return claims.experiments_of().get(self.key, ())
 
 
 @dataclass(frozen=True)
 class _Budget:
     steps: int  # training steps of the trained experiments
     every: int  # probe interval: step 0 and ~10 later points are enough for start/end comparisons
-    seeds: tuple[int, ...]
+    seeds: tuple[int, ...]  # every cell runs each seed: intervals across seeds need at least 2
+    init_seeds: tuple[int, ...]  # the at-init experiments (one step each): more seeds cost almost nothing
     depths: tuple[int, ...]  # claim 1's depths
     relu_depths: tuple[int, ...]  # claim 6's depths (init only, so deep is cheap)
     drift_steps: int  # claim 4 needs the distribution to have time to move
@@ -70,10 +78,17 @@ class _Budget:
     backward_steps: int
 
 
+# Learning rates where the plain He-init ReLU net trains at the low end and diverges at the high end,
+# so the sweep can discriminate (a plain sigmoid net trains at no rate within a few hundred steps).
+_LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+# Claim 7's weight scales: a 16x range. Wider ones measure artefacts rather than BN: at a = 0.1 BN's
+# eps (1e-5) is ~3% of the first layer's pre-BN variance, and at a = 10 the output layer (scaled too,
+# and followed by no BN) saturates the softmax, which turns the gradient entering the net.
+_WEIGHT_SCALES = (0.25, 1.0, 4.0)
 _BUDGETS: dict[str, _Budget] = {
-    "tiny": _Budget(20, 10, (0,), (5, 10), (5, 10), 40, (0.1, 3.0, 30.0), 2),
-    "quick": _Budget(200, 20, (0,), (5, 10), (5, 10, 20), 600, (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0), 5),
-    "full": _Budget(1000, 50, (0, 1), (5, 10, 20), (5, 10, 20, 50), 3000, (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0), 20),
+    "tiny": _Budget(20, 10, (0, 1), (0, 1), (5, 10), (5, 10), 40, (0.1, 3.0, 30.0), 2),
+    "quick": _Budget(200, 20, (0, 1, 2), tuple(range(8)), (5, 10), (5, 10, 20), 600, _LRS, 5),
+    "full": _Budget(1000, 50, (0, 1, 2, 3, 4), tuple(range(8)), (5, 10, 20), (5, 10, 20, 50), 3000, _LRS, 20),
 }
 
 
@@ -99,6 +114,7 @@ def study(mode: Mode = "quick") -> list[Experiment]:
         raise GradientflowError(f"explain mode {mode!r} is not one of {', '.join(MODES)}")
     b = _BUDGETS[mode]
     seeds = list(b.seeds)
+    norms = ["none", "batch"]
     return [
         Experiment(
             "vanishing",
@@ -111,11 +127,10 @@ def study(mode: Mode = "quick") -> list[Experiment]:
                 {
                     "model.activation": ["sigmoid", "tanh"],
                     "model.depth": list(b.depths),
-                    "model.norm": ["none", "batch"],
+                    "model.norm": norms,
                     "seeds": seeds,
                 },
             ),
-            (1, 2, 3, 8),
         ),
         Experiment(
             "saturation",
@@ -125,9 +140,8 @@ def study(mode: Mode = "quick") -> list[Experiment]:
                 {"depth": 5, "init": "small_gaussian", "init_std": 1.0},
                 b.steps,
                 b.every,
-                {"model.activation": ["sigmoid", "tanh"], "model.norm": ["none", "batch"], "seeds": seeds},
+                {"model.activation": ["sigmoid", "tanh"], "model.norm": norms, "seeds": seeds},
             ),
-            (2, 3, 8),
         ),
         Experiment(
             "drift",
@@ -137,41 +151,43 @@ def study(mode: Mode = "quick") -> list[Experiment]:
                 {"depth": 3, "init": "small_gaussian", "init_std": 0.01},
                 b.drift_steps,
                 b.every,
-                {"model.norm": ["none", "batch"], "seeds": seeds},
+                {"model.norm": norms, "seeds": seeds},
                 lr=0.5,
             ),
-            (4,),
         ),
         Experiment(
             "learning-rate",
-            "depth-5 sigmoid MLP, learning-rate sweep, with and without BN",
+            "depth-5 ReLU MLP, He init, learning-rate sweep, with and without BN",
             _spec(
                 "learning-rate",
-                {"depth": 5},
+                {"depth": 5, "activation": "relu", "init": "he_normal"},
                 b.steps,
                 b.every,
-                {"model.norm": ["none", "batch"], "optim.lr": list(b.lrs), "seeds": seeds},
+                {"model.norm": norms, "optim.lr": list(b.lrs), "seeds": seeds},
             ),
-            (5,),
         ),
         Experiment(
             "bn-relu-depth",
-            "plain BN-ReLU MLPs, width 256, batch 32, at initialization",
+            "ReLU MLPs, width 256, batch 32, He init, at initialization: BN vs none",
             _spec(
                 "bn-relu-depth",
-                {"activation": "relu", "norm": "batch", "width": 256},
+                {"activation": "relu", "width": 256, "init": "he_normal"},
                 1,
                 1,
-                {"model.depth": list(b.relu_depths), "seeds": [0, 1]},
+                {"model.depth": list(b.relu_depths), "model.norm": norms, "seeds": list(b.init_seeds)},
                 batch=32,
             ),
-            (6,),
         ),
         Experiment(
             "weight-scale",
-            "3 x 100 BN sigmoid MLP with initial weights scaled by a, at initialization",
-            _spec("weight-scale", {"depth": 3, "norm": "batch"}, 1, 1, {"model.weight_scale": [0.1, 1.0, 10.0]}),
-            (7,),
+            "3 x 100 sigmoid MLP with initial weights scaled by a, at initialization, with and without BN",
+            _spec(
+                "weight-scale",
+                {"depth": 3},
+                1,
+                1,
+                {"model.weight_scale": list(_WEIGHT_SCALES), "model.norm": norms, "seeds": list(b.init_seeds)},
+            ),
         ),
     ]
 
@@ -239,36 +255,46 @@ def measure_backward(mode: Mode = "quick") -> BackwardMeasurements:
     return BackwardMeasurements(autograd_error(), measure_bn_gradients(_BUDGETS[mode].backward_steps))
 
 
-def compute_findings(
-    store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None = None
-) -> list[Finding]:
-    """The findings of claims 1-8 from the stored runs (and claim 9 when `backward` is given)."""
-    from ..spec import expand
-
+def _claim_data(
+    store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None
+) -> dict[int, claims.ClaimData]:
+    """Each claim's runs and frames, read once from `store`."""
     ids = {e.key: [r.run_id for r in expand(e.spec)] for e in experiments}
     every = list(dict.fromkeys(i for v in ids.values() for i in v))
     runs_all = store.runs_frame()
     runs_all = runs_all[runs_all["run_id"].isin(every)]
     stats = store.layer_stats_frame(every)
     metrics = store.metrics_frame(every)
+    data: dict[int, claims.ClaimData] = {}
+    for row in claims.CLAIMS:
+        wanted = {i for key in row.experiments for i in ids.get(key, [])}
+        if row.experiments and not wanted:
+            continue  # its experiments are not part of this study
+        runs = runs_all[runs_all["run_id"].isin(wanted)]
+        if not row.experiments and backward is None:
+            continue
+        data[row.id] = claims.ClaimData(
+            runs,
+            stats[stats["run_id"].isin(wanted)],
+            metrics[metrics["run_id"].isin(wanted)],
+            backward.gradients if backward is not None else None,
+            backward.autograd_error if backward is not None else None,
+        )
+    return data
 
-    def runs(*keys: str) -> pd.DataFrame:
-        wanted = {i for k in keys for i in ids.get(k, [])}
-        return runs_all[runs_all["run_id"].isin(wanted)]
 
-    findings = [
-        claims.check_vanishing(runs("vanishing"), stats),
-        claims.check_bn_standardizes(runs("vanishing", "saturation"), stats),
-        claims.check_saturation(runs("vanishing", "saturation"), stats),
-        claims.check_percentile_drift(runs("drift"), stats),
-        claims.check_learning_rate(runs("learning-rate"), metrics),
-        claims.check_bn_relu_explosion(runs("bn-relu-depth"), stats),
-        claims.check_weight_scale_invariance(runs("weight-scale"), stats),
-        claims.check_tanh(runs("vanishing", "saturation"), stats),
-    ]
-    if backward is not None:
-        findings.append(claims.check_bn_backward(backward.gradients, backward.autograd_error))
-    return findings
+def compute_results(
+    store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None = None
+) -> list[claims.ClaimResult]:
+    """Every claim of `analysis.claims.CLAIMS` checked on the stored runs (claim 9 only with `backward`)."""
+    return claims.check_claims(_claim_data(store, experiments, backward))
+
+
+def compute_findings(
+    store: Store, experiments: Sequence[Experiment], backward: BackwardMeasurements | None = None
+) -> list[Finding]:
+    """The flat `Finding` of each claim (means only), as tables and older readers take them."""
+    return [r.finding for r in compute_results(store, experiments, backward)]
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -294,22 +320,37 @@ def write_fallback_html(findings: Sequence[Finding], output: Path, title: str) -
 
 
 TITLE = "Does batch normalization resolve vanishing gradients? Nine claims, measured"
-INTRO = (
-    "<p>Each claim below comes from a Q&amp;A answer on how batch normalization helps with vanishing "
-    "gradients, or from Ioffe &amp; Szegedy (2015), which it quotes. The verdicts are computed from the "
-    "measured numbers by the stated rules; runs are MLPs on 5,000 MNIST digits ({mode} study).</p>"
-)
+
+
+def study_intro(mode: str, seeds: int) -> str:
+    """The page's one-paragraph description of the study (trusted HTML)."""
+    return (
+        "<p>Each claim below comes from a Q&amp;A answer on how batch normalization helps with vanishing "
+        "gradients, or from Ioffe &amp; Szegedy (2015), which it quotes. The verdicts are computed from the "
+        f"measured numbers by the stated rules; runs are MLPs on 5,000 MNIST digits ({html.escape(mode)} study, "
+        f"{seeds} seeds per cell).</p>"
+    )
 
 
 @dataclass(frozen=True)
 class ExplainResult:
-    """What `explain` produced: findings, the page written, whether the full report was used, timings (s)."""
+    """What `explain` produced: results per claim, the page written, whether the full report was used, timings (s)."""
 
-    findings: list[Finding]
+    results: list[claims.ClaimResult]
     html_path: Path
     used_report: bool
     study: StudyRun
     seconds: dict[str, float]
+
+    @property
+    def findings(self) -> list[Finding]:
+        """The flat record of each claim."""
+        return [r.finding for r in self.results]
+
+
+def run_groups(experiments: Sequence[Experiment], study_run: StudyRun) -> list[tuple[str, str, list[str]]]:
+    """(experiment key, title, run ids) per experiment, for the page's grouped runs table."""
+    return [(e.key, e.title, [r.run_id for r in study_run.runs.get(e.key, [])]) for e in experiments]
 
 
 def explain(
@@ -336,20 +377,27 @@ def explain(
     seconds["bn backward"] = time.perf_counter() - start
     start = time.perf_counter()
     with Store(db, readonly=True) as store:
-        findings = compute_findings(store, experiments, backward)
-        seconds["findings"] = time.perf_counter() - start
-        stage("writing the report")
+        data = _claim_data(store, experiments, backward)
+        results = claims.check_claims(data)
+        seconds["claims"] = time.perf_counter() - start
+        stage("writing the page")
         start = time.perf_counter()
         path = output / "index.html"
         try:
-            from ..report import render_report
+            from ..report import render_explain_page
         except ImportError:
-            render_report = None
-        if render_report is not None:
-            render_report(
-                store, study_run.run_ids, path, findings=findings, title=TITLE, intro_html=INTRO.format(mode=mode)
+            render_explain_page = None  # type: ignore[assignment]
+        if render_explain_page is not None:
+            render_explain_page(
+                store,
+                results,
+                data,
+                run_groups(experiments, study_run),
+                path,
+                title=TITLE,
+                intro_html=study_intro(mode, len(_BUDGETS[mode].seeds)),
             )
         else:
-            write_fallback_html(findings, path, TITLE)
-    seconds["report"] = time.perf_counter() - start
-    return ExplainResult(findings, path, render_report is not None, study_run, seconds)
+            write_fallback_html([r.finding for r in results], path, TITLE)
+    seconds["page"] = time.perf_counter() - start
+    return ExplainResult(results, path, render_explain_page is not None, study_run, seconds)

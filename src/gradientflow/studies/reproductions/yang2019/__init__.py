@@ -48,7 +48,7 @@ def reproduce(context: ReproductionContext) -> ReproductionResult:
     context.on_stage(f"{count} one-step runs: depth {b.depth}, width {b.width}, B in {list(b.batches)}")
     # In the quick variant the runs take seconds: spawning workers would cost more than it saves.
     workers = 1 if context.quick else context.workers
-    experiments = [Experiment(spec.name, "BN nets at init", spec, ()) for spec in specs]
+    experiments = [Experiment(spec.name, "BN nets at init", spec) for spec in specs]
     study = run_study(experiments, context.db, workers, context.events)
     if study.failed:
         raise GradientflowError(
