@@ -9,11 +9,11 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Probe", "tap", "watch", "__version__"]
+__all__ = ["Probe", "tap", "register_activation", "register_norm", "watch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Probe", "tap"):
+    if name in ("Probe", "tap", "register_activation", "register_norm"):
         from . import probe
 
         return getattr(probe, name)

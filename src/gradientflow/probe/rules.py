@@ -1,33 +1,27 @@
-"""Which modules are activations, and where each activation saturates.
+"""Where each activation saturates: one `SaturationRule` per activation name.
 
 A pre-activation element is *saturated* when the activation's derivative there is below
-``saturation_eps`` times that activation's largest derivative (absolute values). For the
-common activations the saturated set is a pair of tails, so the test is one or two
-comparisons instead of evaluating the derivative: those thresholds are solved in closed form.
-Any module with a ``gradientflow_activation`` attribute (a name) is treated as an activation:
-that is how custom activation modules opt in.
+``saturation_eps`` times that activation's largest derivative (absolute values). For most
+activations the saturated set is a pair of tails, so the test is one or two comparisons
+instead of evaluating the derivative: those thresholds are solved in closed form. The others
+(GELU, SiLU, Mish, Hardswish, ...) evaluate their derivative.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from ..errors import ProbeError
 
-__all__ = [
-    "SaturationRule",
-    "ACTIVATION_NAMES",
-    "activation_name",
-    "rule_for_module",
-    "rule_for_name",
-]
+__all__ = ["SaturationRule", "ACTIVATION_NAMES", "rule_for_name"]
 
 Mask = Callable[[torch.Tensor], torch.Tensor]
+_SELU_ALPHA = 1.6732632423543772848170429916717
 
 
 @dataclass(frozen=True)
@@ -77,20 +71,31 @@ def _tanh_rule(eps: float) -> SaturationRule:
     return SaturationRule("tanh", lower=-t, upper=t, eps=eps)
 
 
-def _relu_rule(eps: float) -> SaturationRule:
-    return SaturationRule("relu", lower=0.0, inclusive=True, eps=eps)
+def _relu_rule(eps: float, name: str = "relu") -> SaturationRule:
+    return SaturationRule(name, lower=0.0, inclusive=True, eps=eps)
 
 
-def _leaky_relu_rule(eps: float, slope: float = 0.01) -> SaturationRule:
-    if abs(slope) < eps:  # the negative side's derivative is below the threshold
+def _leaky_relu_rule(eps: float, negative_slope: float = 0.01) -> SaturationRule:
+    if abs(negative_slope) < eps:  # the negative side's derivative is below the threshold
         return SaturationRule("leaky_relu", lower=0.0, inclusive=True, eps=eps)
     return SaturationRule("leaky_relu", eps=eps)
 
 
-def _elu_rule(eps: float, alpha: float = 1.0) -> SaturationRule:
-    # ELU'(x) = alpha * exp(x) for x < 0; max derivative is max(1, alpha)
+def _elu_derivative(alpha: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: torch.where(x > 0, torch.ones_like(x), alpha * torch.exp(x.clamp(max=0)))
+
+
+def _elu_rule(eps: float, alpha: float = 1.0, name: str = "elu") -> SaturationRule:
+    # ELU'(x) = alpha * exp(x) for x < 0, 1 above; the largest derivative is max(1, alpha)
     top = max(1.0, alpha)
-    return SaturationRule("elu", lower=math.log(eps * top / alpha), max_derivative=top, eps=eps)
+    if eps * top > 1.0:  # the positive side saturates too: a band around 0 is not a pair of tails
+        return SaturationRule(name, derivative=_elu_derivative(alpha), max_derivative=top, eps=eps)
+    return SaturationRule(name, lower=math.log(eps * top / alpha), max_derivative=top, eps=eps)
+
+
+def _celu_rule(eps: float, alpha: float = 1.0) -> SaturationRule:
+    # CELU'(x) = exp(x / alpha) for x < 0, 1 above
+    return SaturationRule("celu", lower=alpha * math.log(eps), eps=eps)
 
 
 def _softplus_rule(eps: float, beta: float = 1.0) -> SaturationRule:
@@ -98,9 +103,14 @@ def _softplus_rule(eps: float, beta: float = 1.0) -> SaturationRule:
     return SaturationRule("softplus", lower=math.log(eps / (1.0 - eps)) / beta, eps=eps)
 
 
-def _hardtanh_rule(eps: float, low: float = -1.0, high: float = 1.0, name: str = "hardtanh") -> SaturationRule:
-    # PyTorch's backward passes the gradient only strictly inside (low, high)
-    return SaturationRule(name, lower=low, upper=high, inclusive=True, eps=eps)
+def _logsigmoid_rule(eps: float) -> SaturationRule:
+    # logsigmoid'(x) = sigmoid(-x), largest (1) far left: saturated where sigmoid(-x) < eps
+    return SaturationRule("logsigmoid", upper=math.log((1.0 - eps) / eps), eps=eps)
+
+
+def _hardtanh_rule(eps: float, min_val: float = -1.0, max_val: float = 1.0, name: str = "hardtanh") -> SaturationRule:
+    # PyTorch's backward passes the gradient only strictly inside (min_val, max_val)
+    return SaturationRule(name, lower=min_val, upper=max_val, inclusive=True, eps=eps)
 
 
 def _linear_rule(eps: float) -> SaturationRule:
@@ -111,6 +121,18 @@ def _gelu_derivative(x: torch.Tensor) -> torch.Tensor:
     cdf = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
     pdf = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
     return cdf + x * pdf
+
+
+def _gelu_tanh_derivative(x: torch.Tensor) -> torch.Tensor:
+    # d/dx 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+    c = math.sqrt(2.0 / math.pi)
+    t = torch.tanh(c * (x + 0.044715 * x * x * x))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+
+
+def _quick_gelu_derivative(x: torch.Tensor) -> torch.Tensor:
+    s = torch.sigmoid(1.702 * x)
+    return s + 1.702 * x * s * (1.0 - s)
 
 
 def _silu_derivative(x: torch.Tensor) -> torch.Tensor:
@@ -124,6 +146,12 @@ def _mish_derivative(x: torch.Tensor) -> torch.Tensor:
     return tsp + x * torch.sigmoid(x) * (1.0 - tsp * tsp)
 
 
+def _hardswish_derivative(x: torch.Tensor) -> torch.Tensor:
+    # PyTorch's backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above; |x/3 + 1/2| is small in a
+    # band around -1.5 too, so the saturated set is not a pair of tails
+    return torch.where(x < -3, torch.zeros_like(x), torch.where(x <= 3, x / 3 + 0.5, torch.ones_like(x)))
+
+
 def _max_abs(derivative: Callable[[torch.Tensor], torch.Tensor]) -> float:
     grid = torch.linspace(-20.0, 20.0, 400_001, dtype=torch.float64)
     return float(derivative(grid).abs().max())
@@ -133,73 +161,48 @@ def _derivative_rule(name: str, derivative: Callable[[torch.Tensor], torch.Tenso
     return SaturationRule(name, derivative=derivative, max_derivative=_max_abs(derivative), eps=eps)
 
 
-_NAMED_RULES: dict[str, Callable[[float], SaturationRule]] = {
+_NAMED_RULES: dict[str, Callable[..., SaturationRule]] = {
     "sigmoid": _sigmoid_rule,
     "tanh": _tanh_rule,
     "relu": _relu_rule,
+    "relu_squared": lambda eps: _relu_rule(eps, "relu_squared"),
     "leaky_relu": _leaky_relu_rule,
     "elu": _elu_rule,
+    "selu": lambda eps: _elu_rule(eps, _SELU_ALPHA, "selu"),  # SELU is a scaled ELU: the scale cancels
+    "celu": _celu_rule,
     "softplus": _softplus_rule,
+    "logsigmoid": _logsigmoid_rule,
     "hardtanh": _hardtanh_rule,
     "relu6": lambda eps: _hardtanh_rule(eps, 0.0, 6.0, "relu6"),
+    "hardsigmoid": lambda eps: _hardtanh_rule(eps, -3.0, 3.0, "hardsigmoid"),
     "linear": _linear_rule,
     "gelu": lambda eps: _derivative_rule("gelu", _gelu_derivative, eps),
+    "gelu_tanh": lambda eps: _derivative_rule("gelu_tanh", _gelu_tanh_derivative, eps),
+    "quick_gelu": lambda eps: _derivative_rule("quick_gelu", _quick_gelu_derivative, eps),
     "silu": lambda eps: _derivative_rule("silu", _silu_derivative, eps),
     "mish": lambda eps: _derivative_rule("mish", _mish_derivative, eps),
+    "hardswish": lambda eps: _derivative_rule("hardswish", _hardswish_derivative, eps),
 }
 
-#: Activation names a tap or a custom module may use.
+#: Activation names a tap, a registration or a custom module may use.
 ACTIVATION_NAMES: tuple[str, ...] = tuple(sorted(_NAMED_RULES))
 
-# Module classes recognised without any opt-in. Order matters: ReLU6 subclasses Hardtanh.
-_MODULE_NAMES: tuple[tuple[type[nn.Module], str], ...] = (
-    (nn.Sigmoid, "sigmoid"),
-    (nn.Tanh, "tanh"),
-    (nn.ReLU, "relu"),
-    (nn.ReLU6, "relu6"),
-    (nn.LeakyReLU, "leaky_relu"),
-    (nn.ELU, "elu"),
-    (nn.GELU, "gelu"),
-    (nn.SiLU, "silu"),
-    (nn.Softplus, "softplus"),
-    (nn.Hardtanh, "hardtanh"),
-    (nn.Mish, "mish"),
-)
+
+@functools.lru_cache(maxsize=256)
+def _cached_rule(name: str, eps: float, params: tuple[tuple[str, float], ...]) -> SaturationRule:
+    return _NAMED_RULES[name](eps, **dict(params))
 
 
-def activation_name(module: nn.Module) -> str | None:
-    """Return the activation's name if `module` is an activation gradientflow recognises, else None."""
-    declared = getattr(module, "gradientflow_activation", None)
-    if isinstance(declared, str):
-        return declared
-    for cls, name in _MODULE_NAMES:
-        if isinstance(module, cls):
-            return name
-    return None
+def rule_for_name(name: str, eps: float, **params: float) -> SaturationRule:
+    """Return the saturation rule of the activation called `name` (see ACTIVATION_NAMES).
 
-
-def rule_for_name(name: str, eps: float) -> SaturationRule:
-    """Return the saturation rule of the activation called `name` (see ACTIVATION_NAMES)."""
+    `params` are the activation's own parameters where it has them: ``negative_slope``
+    (leaky_relu), ``alpha`` (elu, celu), ``beta`` (softplus), ``min_val``/``max_val`` (hardtanh).
+    Rules are made once per (name, eps, params) and reused.
+    """
+    if name not in _NAMED_RULES:
+        raise ProbeError(f"activation {name!r} is not known; use one of {', '.join(ACTIVATION_NAMES)}")
     try:
-        factory = _NAMED_RULES[name]
-    except KeyError:
-        raise ProbeError(f"activation {name!r} is not known; use one of {', '.join(ACTIVATION_NAMES)}") from None
-    return factory(eps)
-
-
-def rule_for_module(module: nn.Module, eps: float) -> SaturationRule:
-    """Return the saturation rule of an activation module, reading its parameters (slope, alpha, ...)."""
-    name = activation_name(module)
-    if name is None:
-        raise ProbeError(f"{type(module).__name__} is not an activation module gradientflow recognises")
-    if isinstance(module, nn.ReLU6):
-        return _hardtanh_rule(eps, 0.0, 6.0, "relu6")
-    if isinstance(module, nn.Hardtanh):
-        return _hardtanh_rule(eps, float(module.min_val), float(module.max_val))
-    if isinstance(module, nn.LeakyReLU):
-        return _leaky_relu_rule(eps, float(module.negative_slope))
-    if isinstance(module, nn.ELU):
-        return _elu_rule(eps, float(module.alpha))
-    if isinstance(module, nn.Softplus):
-        return _softplus_rule(eps, float(module.beta))
-    return rule_for_name(name, eps)
+        return _cached_rule(name, float(eps), tuple(sorted((k, float(v)) for k, v in params.items())))
+    except TypeError as error:
+        raise ProbeError(f"activation {name!r} takes no parameter among {sorted(params)}: {error}") from None
