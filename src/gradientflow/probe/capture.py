@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from .activations import OPS, ActivationOp
 from .rules import SaturationRule
-from .selection import Role, Selection
+from .selection import ROOT, Role, Selection
 
 __all__ = ["CaptureTarget", "ForwardCapture", "default_units"]
 
@@ -180,7 +180,8 @@ class ForwardCapture:
         owner = self._stack[-1][1] if self._stack else None
         if owner is None:
             return
-        row = f"{owner.name}:{op.name}"
+        # the root's own calls are named by the function alone: the root has no qualified name
+        row = op.name if owner.name == ROOT else f"{owner.name}:{op.name}"
         if self.selection.admits(owner, row):
             label = f"{getattr(func, '__name__', op.name)}()"
             self.target.capture(self.target.call_key(row), x, rule, "activation", label, inplace, self.units_of(x))
