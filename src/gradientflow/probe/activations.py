@@ -164,6 +164,12 @@ class ActivationOp:
     always_inplace: bool = False
     rule_name: str | None = None
 
+    def writes(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Return True if this call writes its input in place."""
+        if self.always_inplace or self.inplace_at is None:
+            return self.always_inplace
+        return bool(args[self.inplace_at] if len(args) > self.inplace_at else kwargs.get("inplace", False))
+
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], eps: float) -> tuple[SaturationRule, bool]:
         """Return (the rule of this call, with its parameters read from the call; whether it writes its input)."""
         values = {}
@@ -174,10 +180,7 @@ class ActivationOp:
         if self.name == "gelu":
             approximate = args[1] if len(args) > 1 else kwargs.get("approximate", "none")
             name = "gelu_tanh" if approximate == "tanh" else "gelu"
-        inplace = self.always_inplace
-        if not inplace and self.inplace_at is not None:
-            inplace = bool(args[self.inplace_at] if len(args) > self.inplace_at else kwargs.get("inplace", False))
-        return rule_for_name(name, eps, **values), inplace
+        return rule_for_name(name, eps, **values), self.writes(args, kwargs)
 
 
 def _ops() -> dict[Callable[..., Any], ActivationOp]:

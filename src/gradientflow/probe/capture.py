@@ -55,9 +55,15 @@ def default_units(x: torch.Tensor) -> int:
     return 1 if x.dim() >= 4 else -1
 
 
+_WRITES: dict[Any, bool] = {}  # function -> it writes its first argument in place (by its name), memoised
+
+
 def _writes_input(func: Any, kwargs: dict[str, Any]) -> bool:
-    name = getattr(func, "__name__", "")
-    return (name.endswith("_") and not name.endswith("__")) or name in _WRITING_DUNDERS or kwargs.get("inplace") is True
+    writes = _WRITES.get(func)
+    if writes is None:
+        name = getattr(func, "__name__", "")
+        writes = _WRITES[func] = (name.endswith("_") and not name.endswith("__")) or name in _WRITING_DUNDERS
+    return writes or (bool(kwargs) and kwargs.get("inplace") is True)
 
 
 class _ActivationMode(TorchFunctionMode):
@@ -141,10 +147,9 @@ class ForwardCapture:
             if not self._inside_activation and role.chosen and torch.is_grad_enabled() and args:
                 x = args[0]
                 if isinstance(x, torch.Tensor) and not self.target.tapped(x):
-                    key = self.target.call_key(role.name)
-                    self.target.capture(
-                        key, x, role.rule, "activation", role.module_type, role.inplace, self.units_of(x)
-                    )  # type: ignore[arg-type]
+                    key, units = self.target.call_key(role.name), self.units_of(x)
+                    with torch._C.DisableTorchFunction():  # the probe's own tensor calls are not the model's
+                        self.target.capture(key, x, role.rule, "activation", role.module_type, role.inplace, units)  # type: ignore[arg-type]
             self._inside_activation += 1
         elif role.kind is not None:
             if role.chosen and not self._inside_activation and torch.is_grad_enabled():
@@ -162,7 +167,8 @@ class ForwardCapture:
         if self._inside_activation:
             return
         if role.batchnorm and role.chosen and args and isinstance(args[0], torch.Tensor) and torch.is_grad_enabled():
-            self.target.norm_output(role, module, args[0], output)
+            with torch._C.DisableTorchFunction():
+                self.target.norm_output(role, module, args[0], output)
         if role.units is not None:
             self._producer = role.units
 
@@ -172,11 +178,12 @@ class ForwardCapture:
         x = args[0] if args else kwargs.get("input")
         if not isinstance(x, torch.Tensor):
             return
-        rule, inplace = op.bind(args, kwargs, self.eps)
+        inplace = op.writes(args, kwargs)
         if inplace:
             self.target.protect(x)  # a tensor kept earlier (a tap, another row) is about to change
         if self._inside_activation or not torch.is_grad_enabled() or self.target.tapped(x):
             return
+        rule = op.bind(args, kwargs, self.eps)[0]
         owner = self._stack[-1][1] if self._stack else None
         if owner is None:
             return
