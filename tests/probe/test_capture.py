@@ -440,3 +440,25 @@ def test_saturation_of_functional_calls_reads_their_parameters(call, reference) 
     (layer,) = frame.loc[frame.kind == "activation", "layer"]
     assert 0.0 < expected["saturated_frac"] < 1.0 or layer in ("leaky_relu", "elu", "celu")
     assert_rows_match(frame, {layer: expected})
+
+
+def test_layers_select_functional_rows_by_their_module_or_their_own_name() -> None:
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.fc(torch.relu(x)))
+
+    model = nn.Sequential(Block(), Block())
+
+    def layers_of(selection: list) -> list[str]:
+        with Probe(model, layers=selection) as probe:
+            model(torch.randn(3, 4)).sum().backward()
+            probe.step()
+        return sorted(probe.frame()["layer"])
+
+    assert layers_of(["0"]) == ["0:relu", "0:tanh"]
+    assert layers_of(["*:tanh"]) == ["0:tanh", "1:tanh"]
+    assert layers_of([nn.Linear]) == ["0.fc", "1.fc"]

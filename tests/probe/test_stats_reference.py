@@ -190,3 +190,16 @@ def test_other_libraries_activation_classes_get_the_rule_of_their_own_derivative
         expected = z.grad.abs() < 0.05 * top
     mismatch = (rule.saturated(x) != expected).nonzero().flatten()
     assert len(mismatch) <= 2, f"{name}: disagree at x={x[mismatch][:5].tolist()}"
+
+
+def test_every_act2fn_entry_with_a_saturation_rule_is_recognised() -> None:
+    transformers_activations = pytest.importorskip("transformers.activations")
+    from gradientflow.probe.activations import activation_name
+
+    unmodelled = {"laplace", "xielu", "prelu", "sqrtsoftplus", "gelu_10"}  # no rule of their shape; PReLU has a weight
+    missing = [
+        key
+        for key in transformers_activations.ACT2CLS
+        if key not in unmodelled and activation_name(transformers_activations.ACT2FN[key]) is None
+    ]
+    assert not missing

@@ -77,6 +77,7 @@ CLASS_NAMES: dict[str, str] = {
     "MishActivation": "mish",
     "MishMe": "mish",
     "ReLUSquaredActivation": "relu_squared",
+    "LinearActivation": "linear",
     "HardSwish": "hardswish",
     "HardSwishMe": "hardswish",
     "HardSigmoid": "hardsigmoid",

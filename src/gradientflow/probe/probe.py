@@ -410,6 +410,8 @@ class Probe:
     def _warn_if_empty(self) -> None:
         if self._warned_empty or not self._forward_seen or self._pre:
             return
+        if not self._selection.everything and self._rows:
+            return  # `layers` chose weight rows only, on purpose
         self._warned_empty = True
         leaves = ", ".join(f"{name} ({cls})" for name, cls in list(self._forward.seen_leaves.items())[:20])
         seen = f"the weight-less leaf modules it ran were: {leaves}" if leaves else "it ran no weight-less leaf module"
