@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradientflow.probe import pending, probe
+from gradientflow.probe import kept, pending
 from gradientflow.probe.stats import _sample_positions
 
 EPS = 0.05
@@ -84,7 +84,7 @@ def thresholds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     percentiles) are the ones taken. Returns the Probe keyword arguments to use."""
     if request.param == "default":
         return {}
-    monkeypatch.setattr(probe, "_RETAIN_LIMIT", 4)
+    monkeypatch.setattr(kept, "RETAIN_LIMIT", 4)
     monkeypatch.setattr(pending, "STACK_LIMIT", 4)
     monkeypatch.setattr(pending, "DEFER_BYTES", 16)
     return {"max_percentile_samples": 8}

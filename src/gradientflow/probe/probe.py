@@ -25,6 +25,7 @@ from .batchnorm import BN_COLUMNS, batch_statistics, batchnorm_row, pooled_momen
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .capture import ForwardCapture, default_units
 from .histograms import HistogramRecorder
+from .kept import KeptTensors
 from .pending import PendingActivations
 from .rules import SaturationRule, rule_for_name
 from .schedule import Schedule, as_schedule
@@ -37,9 +38,6 @@ __all__ = ["Probe", "tap", "NoActivationWarning"]
 _ACTIVE: list[Probe] = []
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
 _WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
-#: Pre-activations up to this many elements have their gradient kept by retain_grad, which copies
-#: it; larger ones by a Python hook, whose fixed cost is then the smaller one.
-_RETAIN_LIMIT = 1 << 16
 
 
 class NoActivationWarning(UserWarning):
@@ -149,13 +147,13 @@ class Probe:
         self._step = 0
         self._recording = False
         self._open = False
-        self._generation = 0
         self._weight_tracker = WeightTracker(list(self._weights))
         self._weight_rows: tuple[int, list[nn.Module], list[str]] = (-1, [], [])  # (rows known, modules, keys)
         self._snapshot_fresh = False
         self._pending = PendingActivations(
             self.percentiles, max_percentile_samples, 1 if unit_dim is None else unit_dim, background
         )
+        self._kept = KeptTensors()
         self._reset_captures()
 
     # ------------------------------------------------------------------ lifecycle
@@ -228,19 +226,12 @@ class Probe:
         self._root_frames.clear()
 
     def _reset_captures(self) -> None:
-        self._generation += 1
-        self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
-        self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
-        self._rules: dict[str, SaturationRule] = {}
+        self._kept.close()
+        self._kept = KeptTensors()
         self._bn_inputs: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = defaultdict(
             list
         )  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
-        self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
-        self._retained: list[tuple[str, int, torch.Tensor]] = []  # (key, call index, tensor whose .grad autograd fills)
-        self._units: dict[str, int] = {}  # key -> the dimension of its pre-activation that indexes units
-        self._live: dict[int, list[tuple[str, int, torch.Tensor]]] = {}  # storage -> captures sharing it, uncopied
-        self._taps: dict[int, torch.Tensor] = {}  # id -> tensor tapped with an activation (its call is no row)
         self._forward_seen = False
         self._snapshot_fresh = False
 
@@ -295,26 +286,16 @@ class Probe:
         self._bn_inputs[role.name].append(batch_statistics(x, output))
 
     def keeps_storage(self) -> bool:
-        """Return True if some capture shares memory with a tensor of the model (see `protect`)."""
-        return bool(self._live)
+        """Return True if some kept tensor shares memory with the model's (see `protect`)."""
+        return self._kept.shares_storage()
 
     def tapped(self, tensor: torch.Tensor) -> bool:
-        """Return True if `tensor` was tapped with an activation name in this forward pass."""
-        return self._taps.get(id(tensor)) is tensor
+        """Return True if `tensor` was tapped with an activation name in this step."""
+        return self._kept.tapped(tensor)
 
     def protect(self, tensor: torch.Tensor) -> None:
-        """`tensor` is about to be written in place: copy every capture that shares its memory, and take
-        their gradient with a hook, which sees the gradient of the version before the write."""
-        if not self._live or not isinstance(tensor, torch.Tensor) or tensor.numel() == 0:
-            return
-        entries = self._live.pop(tensor.untyped_storage().data_ptr(), None)
-        for key, index, original in entries or ():
-            self._pre[key][index] = self._pre[key][index].clone()
-            self._owned[key] = self._owned.get(key, True) and original.grad_fn is not None
-            retained = [r for r in self._retained if r[0] == key and r[1] == index]
-            if retained:
-                self._retained = [r for r in self._retained if not (r[0] == key and r[1] == index)]
-                original.register_hook(self._gradient_hook(key, index, self._generation))
+        """`tensor` is about to be written in place: copy what the probe keeps of it first."""
+        self._kept.protect(tensor)
 
     def capture(
         self,
@@ -327,41 +308,9 @@ class Probe:
         units: int = 1,
         hook: bool = False,
     ) -> None:
-        """Keep `x` as the pre-activation of row `key` (a copy when `copy`: an in-place op follows),
-        and arrange for its gradient; `units`: its dimension that indexes units."""
+        """Give `x` a row `key` and keep it as that row's pre-activation (see `KeptTensors.keep`)."""
         self._row(key, kind, module_type, rule.name)
-        kept = x.detach()
-        self._pre[key].append(kept.clone() if copy else kept)
-        self._units[key] = units
-        leaf = x.grad_fn is None
-        # an op's fresh output (or our copy) can wait; a leaf such as a reused input buffer cannot
-        self._owned[key] = self._owned.get(key, True) and (copy or not leaf)
-        grads = self._grads[key]
-        grads.append(None)
-        self._rules[key] = rule
-        if not copy and x.numel() > 0:  # an in-place op may still overwrite it: see protect
-            self._live.setdefault(x.untyped_storage().data_ptr(), []).append((key, len(grads) - 1, x))
-        if not x.requires_grad:
-            return
-        if copy or hook or leaf or x.numel() > _RETAIN_LIMIT:
-            # a hook sees this version's gradient without a copy. An in-place activation's input:
-            # retain_grad would follow the tensor to its activated version; a leaf: its .grad
-            # accumulates across steps; a large tensor: retain_grad clones its gradient.
-            x.register_hook(self._gradient_hook(key, len(grads) - 1, self._generation))
-        else:
-            # autograd keeps the gradient in C++ (x.grad): a Python hook costs about three times as
-            # much per step, registered and called, and is the largest cost for a small network
-            x.retain_grad()
-            self._retained.append((key, len(grads) - 1, x))
-
-    def _gradient_hook(self, key: str, index: int, generation: int) -> Callable[[torch.Tensor], None]:
-        def hook(grad: torch.Tensor) -> None:
-            if generation != self._generation:
-                return  # a graph kept past probe.step(): that step is already recorded
-            grads = self._grads[key]
-            grads[index] = grad.detach() if grads[index] is None else grads[index] + grad.detach()
-
-        return hook
+        self._kept.keep(key, x, rule, copy, units, hook)
 
     _capture = capture
 
@@ -374,12 +323,15 @@ class Probe:
         tensor gives no row of its own; an in-place one is recorded before it writes.
         """
         if self._open and self._recording and torch.is_grad_enabled():
-            rule = self._rules.get(name) or rule_for_name(activation, self.saturation_eps)
-            units = self._forward.units_of(tensor) if self._forward.active else (self.unit_dim or default_units(tensor))
+            rule = self._kept.rules.get(name) or rule_for_name(activation, self.saturation_eps)
+            if self._forward.active:
+                units = self._forward.units_of(tensor)
+            else:
+                units = self.unit_dim if self.unit_dim is not None else default_units(tensor)
             # a hook, not retain_grad: the gradient before any in-place write, also outside the capture
             self._capture(self._call_key(name), tensor, rule, "tap", "tap", units=units, hook=True)
             if activation != "linear":
-                self._taps[id(tensor)] = tensor
+                self._kept.mark_tapped(tensor)
         return tensor
 
     # ------------------------------------------------------------------ statistics
@@ -387,28 +339,21 @@ class Probe:
         self._weight_tracker.snapshot()
         self._snapshot_fresh = True
 
-    def _collect_retained_gradients(self) -> None:
-        for key, index, x in self._retained:
-            grad = x.grad
-            if grad is not None:
-                self._grads[key][index] = grad.detach()
-        self._retained = []
-
     def _record(self) -> None:
         self._warn_if_empty()
-        self._collect_retained_gradients()
+        self._kept.collect_retained()
         with torch.no_grad():
             slot = self._buffer.open_slot(self._step)
             self._record_activations(slot)
             self._record_weights(slot)
             self._record_batchnorm(slot)
             if self._histograms is not None:
-                self._histograms.record(self._step, self._pre, self._grads, self._rows)
+                self._histograms.record(self._step, self._kept.pre, self._kept.grads, self._rows)
         if self._buffer.full or (self._histograms is not None and self._histograms.full):
             self.flush()
 
     def _warn_if_empty(self) -> None:
-        if self._warned_empty or not self._forward_seen or self._pre:
+        if self._warned_empty or not self._forward_seen or self._kept.pre:
             return
         if not self._selection.everything and self._rows:
             return  # `layers` chose weight rows only, on purpose
@@ -442,25 +387,8 @@ class Probe:
             self._buffer.write(np.array(slots, dtype=np.int64), rows, column_index, values)
 
     def _record_activations(self, slot: int) -> None:
-        for key, captured in self._pre.items():
-            units = self._units[key]
-            tensors = [_units_last_flat(t) for t in captured] if _units_last(captured[0], units) else captured
-            # several calls of one step (gradient accumulation) pool their examples; a 1-d
-            # pre-activation is one example, so those are stacked
-            x = (
-                tensors[0]
-                if len(tensors) == 1
-                else torch.cat(tensors)
-                if tensors[0].dim() > 1
-                else torch.stack(tensors)
-            )
-            grads = self._grads[key]
-            if tensors is not captured:
-                grads = [None if t is None else _units_last_flat(t) for t in grads]
-            g = None
-            if all(t is not None for t in grads):
-                g = grads[0] if len(grads) == 1 else torch.cat(grads) if grads[0].dim() > 1 else torch.stack(grads)  # type: ignore
-            self._pending.add(slot, key, x, g, self._rules[key], self._owned.get(key, False))
+        for key, x, g, rule, owned in self._kept.pooled():
+            self._pending.add(slot, key, x, g, rule, owned)
         if self._pending.end_step():
             self._compute_pending()
 
@@ -535,13 +463,3 @@ class Probe:
         if not self._histogram_frames:
             return self._histograms.drain(self._row_list)
         return pd.concat(self._histogram_frames, ignore_index=True)
-
-
-def _units_last(x: torch.Tensor, units: int) -> bool:
-    return x.dim() > 2 and units % x.dim() == x.dim() - 1
-
-
-def _units_last_flat(x: torch.Tensor) -> torch.Tensor:
-    # units along the last dimension: every leading position is an example, (examples, units) a
-    # view of the same memory, so nothing moves
-    return x.reshape(-1, x.shape[-1])
