@@ -77,7 +77,8 @@ class Probe:
             for repeated calls); modules with a ``weight`` parameter give weight/norm rows.
         every: record every k-th step (0, k, 2k, ...), or a callable ``step -> bool``.
         layers: restrict to modules whose qualified name matches a pattern (fnmatch) or whose
-            type is listed, e.g. ``["fc*", nn.Sigmoid]``.
+            type is listed, e.g. ``["fc*", nn.Sigmoid]``; a chosen module's functional
+            activations come with it, and a pattern may name functional rows (``"*:relu*"``).
         percentiles: pre-activation percentiles, in percent.
         saturation_eps: an element is saturated where |phi'(x)| < eps * max |phi'|.
         flush_every: recorded steps kept on the device between copies to the host.
