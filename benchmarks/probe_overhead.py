@@ -76,6 +76,66 @@ def compare(
     return p, q, q / p
 
 
+class _LastTokenLogits(nn.Module):
+    """A Hugging Face model as the Trainer calls it: token ids in, (batch * sequence, vocabulary) logits out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits = self.model(input_ids=ids).logits
+        return logits.reshape(-1, logits.shape[-1])
+
+
+def gpt2_like() -> nn.Module:
+    """GPT-2 from a config: 6 layers, width 384, 6 heads, dropout 0 (its MLPs' NewGELU found by the capture)."""
+    import transformers
+
+    config = transformers.GPT2Config(
+        vocab_size=1024,
+        n_positions=128,
+        n_embd=384,
+        n_layer=6,
+        n_head=6,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    return _LastTokenLogits(transformers.GPT2LMHeadModel(config))
+
+
+def bert_like() -> nn.Module:
+    """BERT (masked LM) from a config: 6 layers, width 384, 6 heads, intermediate 1536, dropout 0."""
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=1024,
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    return _LastTokenLogits(transformers.BertForMaskedLM(config))
+
+
+def compare_transformers(scale: float) -> None:
+    """(d) the GPT-2-like and BERT-like models, sequence 128, batch 8, every step and every 10th."""
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print("(d) skipped: transformers is not installed")
+        return
+    ids = torch.randint(0, 1024, (8, 128), generator=torch.Generator().manual_seed(0))
+    targets = torch.randint(0, 1024, (8 * 128,), generator=torch.Generator().manual_seed(1))
+    for name, make in (("(d) GPT-2-like 6 x 384, seq 128, batch 8", gpt2_like), ("(d) BERT-like 6 x 384", bert_like)):
+        compare(name, make, ids, targets, 1, int(4 * scale) or 2, 5)
+        compare(name, make, ids, targets, 10, int(20 * scale) or 10, 3)
+
+
 def peak_memory_child(with_probe: bool, steps: int) -> None:
     """Run `steps` steps of the Figure-1 MLP and print the peak RSS in MiB."""
     torch.manual_seed(0)
@@ -94,11 +154,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, noisier figures)")
     parser.add_argument("--memory-child", choices=["plain", "probe"], help=argparse.SUPPRESS)
     parser.add_argument("--memory-steps", type=int, default=20_000)
+    parser.add_argument("--only-transformers", action="store_true", help="run the GPT-2-like and BERT-like cases only")
     args = parser.parse_args()
     if args.memory_child:
         peak_memory_child(args.memory_child == "probe", args.memory_steps)
         return
     scale = 0.2 if args.quick else 1.0
+    if args.only_transformers:
+        compare_transformers(scale)
+        return
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     mnist_x, mnist_y = torch.rand(60, 784), torch.randint(0, 10, (60,))
@@ -117,6 +181,7 @@ def main() -> None:
     )
     image_x, image_y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
     compare("(c) 3-conv CNN, BatchNorm, ReLU, batch 128", small_cnn, image_x, image_y, 1, int(20 * scale) or 4, 12)
+    compare_transformers(scale)
     steps = int(args.memory_steps * scale)
     for mode in ("plain", "probe"):
         out = subprocess.run(

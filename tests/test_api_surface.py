@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradientflow
 
-PUBLIC = ["Probe", "tap", "watch", "__version__"]
+PUBLIC = ["Probe", "tap", "register_activation", "register_norm", "watch", "__version__"]
 
 
 def test_all_is_pinned() -> None:

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .diagnose import watch
-    from .probe import Probe, tap
+    from .probe import Probe, register_activation, register_norm, tap
 
 # The one place the version is written: pyproject.toml reads it from here (setuptools' dynamic version).
 __version__ = "0.1.0"
-__all__ = ["Probe", "tap", "watch", "__version__"]
+__all__ = ["Probe", "tap", "register_activation", "register_norm", "watch", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Probe", "tap"):
+    if name in ("Probe", "tap", "register_activation", "register_norm"):
         from . import probe
 
         return getattr(probe, name)

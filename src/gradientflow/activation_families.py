@@ -28,6 +28,8 @@ _TABLE: dict[str, tuple[Family, bool]] = {
     "sigmoid": ("bounded", True),
     "tanh": ("bounded", True),
     "hardtanh": ("bounded", False),
+    "hardsigmoid": ("bounded", False),
+    "logsigmoid": ("bounded", False),  # bounded above: its flat tail is large positive inputs
     "relu": ("relu_like", True),
     "relu6": ("relu_like", False),
     "leaky_relu": ("relu_like", True),
@@ -35,6 +37,12 @@ _TABLE: dict[str, tuple[Family, bool]] = {
     "gelu": ("relu_like", True),
     "silu": ("relu_like", True),
     "mish": ("relu_like", False),
+    "selu": ("relu_like", False),
+    "celu": ("relu_like", False),
+    "gelu_tanh": ("relu_like", False),  # GELU's tanh approximation (GPT-2's NewGELU)
+    "quick_gelu": ("relu_like", False),  # x * sigmoid(1.702 x) (CLIP's QuickGELU)
+    "hardswish": ("relu_like", False),
+    "relu_squared": ("relu_like", False),
     "softplus": ("relu_like", True),
     "linear": ("linear", True),
 }

@@ -17,8 +17,6 @@ from gradientflow.errors import ModelError
 from .conftest import ZOO_PATH
 from .test_cli import invoke
 
-NEEDS_CAPTURE = pytest.mark.xfail(strict=False, reason="needs op-level capture")
-
 FUNCTIONAL_CNN = '''
 import torch
 import torch.nn.functional as F
@@ -106,7 +104,6 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-@NEEDS_CAPTURE
 def test_functional_relus_with_a_dead_layer_get_dead_at_that_layer(tmp_path: Path) -> None:
     path = write(tmp_path, "functional_cnn.py", FUNCTIONAL_CNN)
     report = diagnose(f"{path}:make", steps=6)
@@ -120,7 +117,6 @@ def test_functional_relus_with_a_dead_layer_get_dead_at_that_layer(tmp_path: Pat
     assert dead["dead_units_frac_init"].iloc[0] == 1.0
 
 
-@NEEDS_CAPTURE
 def test_try_fixes_on_functional_activations_says_why_batchnorm_cannot_be_inserted(tmp_path: Path) -> None:
     path = write(tmp_path, "functional_cnn.py", FUNCTIONAL_CNN)
     report = diagnose(f"{path}:make", steps=4, try_fixes=True)
@@ -153,7 +149,6 @@ def test_nothing_to_judge_says_what_was_found_and_how_to_opt_in(tmp_path: Path) 
     assert "Modules without weights in" in message and "1 (ClampReLU)" in message
 
 
-@NEEDS_CAPTURE
 @pytest.mark.parametrize(("factory", "activation", "norms"), [("gpt2", "gelu", ("ln_1", "ln_2")), ("llama", "silu", ("input_layernorm", "post_attention_layernorm"))])  # fmt: skip
 def test_hf_models_from_tiny_configs_get_a_per_layer_table(
     tmp_path: Path, factory: str, activation: str, norms: tuple[str, ...]

@@ -108,12 +108,37 @@ def test_retained_graph_backward_after_step_is_ignored() -> None:
     assert frame[frame.step == 1]["grad_rms"].isna().all()
 
 
-def test_weight_modules_lose_their_hooks_once_their_order_is_known() -> None:
+def test_capture_is_on_only_inside_a_recorded_forward_pass() -> None:
+    from torch.nn.modules import module as module_globals
+    from torch.overrides import _get_current_function_mode_stack
+
     model = fixed_mlp()
-    with Probe(model) as probe:
-        assert len(model[0]._forward_pre_hooks) == 1
-        train_steps(model, probe, steps=2)
-        assert len(model[0]._forward_pre_hooks) == 0  # Linear: order learnt at step 0
-        assert len(model[1]._forward_pre_hooks) == 1  # Sigmoid: still measured every step
+    during: list[tuple[int, int]] = []  # (function modes, global forward pre-hooks) seen inside the forward
+
+    def spy(_module: nn.Module, _args: object) -> None:
+        during.append((len(_get_current_function_mode_stack()), len(module_globals._global_forward_pre_hooks)))
+
+    model[2].register_forward_pre_hook(spy)
+    with Probe(model, every=2) as probe:
+        assert [len(m._forward_pre_hooks) for m in model] == [0, 0, 1, 0, 0]  # the spy only: the root holds ours
+        train_steps(model, probe, steps=3)
+        assert len(_get_current_function_mode_stack()) == 0  # off again once the forward returned
+        assert len(module_globals._global_forward_pre_hooks) == 0
+    assert during == [(1, 1), (0, 0), (1, 1)]  # steps 0 and 2 recorded; step 1 exactly plain PyTorch
     frame = probe.frame()
-    assert sorted(frame[frame.step == 1]["layer"]) == ["0", "1", "2", "3", "4"]
+    assert sorted(frame[frame.step == 2]["layer"]) == ["0", "1", "2", "3", "4"]
+
+
+def test_capture_is_switched_off_when_the_forward_raises() -> None:
+    from torch.overrides import _get_current_function_mode_stack
+
+    class Failing(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            torch.relu(x)
+            raise ValueError("bad input")
+
+    model = Failing()
+    with Probe(model):
+        with pytest.raises(ValueError, match="bad input"):
+            model(torch.randn(2, 3, requires_grad=True))
+        assert len(_get_current_function_mode_stack()) == 0

@@ -52,6 +52,6 @@ def test_export_writes_what_the_store_holds(tmp_path: Path, stored: Path, refere
 
 
 def test_an_unknown_format_is_named(tmp_path: Path, stored: Path) -> None:
-    result = CliRunner().invoke(app, ["export", RUN, "--format", "tb", "--db", str(stored)])
+    result = CliRunner().invoke(app, ["export", RUN, "--format", "tb", "--db", str(stored)], env={"COLUMNS": "300"})
     assert result.exit_code == 2
-    assert "--format: 'tb' is not one of csv, parquet, tensorboard" in result.output
+    assert "'tb' is not one of 'csv', 'parquet', 'tensorboard'" in result.output

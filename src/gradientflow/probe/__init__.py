@@ -1,7 +1,15 @@
 """The probe: per-layer forward and backward statistics of any PyTorch model."""
 
-from .activations import ACTIVATION_NAMES, SaturationRule, activation_name, rule_for_name
-from .probe import Probe, tap
+from .activations import (
+    ACTIVATION_NAMES,
+    SaturationRule,
+    activation_name,
+    is_norm,
+    register_activation,
+    register_norm,
+    rule_for_name,
+)
+from .probe import NoActivationWarning, Probe, tap
 from .schedule import at_steps, every
 
 __all__ = [
@@ -9,8 +17,12 @@ __all__ = [
     "tap",
     "every",
     "at_steps",
+    "register_activation",
+    "register_norm",
+    "NoActivationWarning",
     "ACTIVATION_NAMES",
     "SaturationRule",
     "activation_name",
+    "is_norm",
     "rule_for_name",
 ]

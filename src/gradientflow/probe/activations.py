@@ -1,170 +1,99 @@
-"""Which modules are activations, and where each activation saturates.
+"""What counts as an activation or a norm layer, and which saturation rule each one follows.
 
-A pre-activation element is *saturated* when the activation's derivative there is below
-``saturation_eps`` times that activation's largest derivative (absolute values). For the
-common activations the saturated set is a pair of tails, so the test is one or two
-comparisons instead of evaluating the derivative: those thresholds are solved in closed form.
-Any module with a ``gradientflow_activation`` attribute (a name) is treated as an activation:
-that is how custom activation modules opt in.
+Three ways in, checked in this order for a module: a ``gradientflow_activation = "name"``
+attribute, a class given to `register_activation`, then the known classes (torch's by type;
+other libraries' -- Hugging Face transformers, timm -- by class name, so neither is imported).
+Functions are recognised when they run: the torch functions and Tensor methods of `OPS`, and
+any function given to `register_activation`.
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.overrides import handle_torch_function, has_torch_function
 
 from ..errors import ProbeError
+from .rules import ACTIVATION_NAMES, SaturationRule, rule_for_name
 
 __all__ = [
     "SaturationRule",
     "ACTIVATION_NAMES",
+    "ActivationOp",
+    "OPS",
     "activation_name",
+    "is_norm",
+    "register_activation",
+    "register_norm",
     "rule_for_module",
     "rule_for_name",
 ]
 
-Mask = Callable[[torch.Tensor], torch.Tensor]
+T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class SaturationRule:
-    """How to find saturated elements of one activation's input.
-
-    `lower`/`upper`: elements strictly below `lower` or strictly above `upper` are saturated
-    (None: that tail does not saturate). `derivative` and `max_derivative` are used instead
-    when the saturated set is not a pair of tails (GELU, SiLU, ...).
-    """
-
-    name: str
-    lower: float | None = None
-    upper: float | None = None
-    inclusive: bool = False  # the tails include their bounds: ReLU's derivative is 0 at exactly 0 in PyTorch
-    derivative: Callable[[torch.Tensor], torch.Tensor] | None = None
-    max_derivative: float = 1.0
-    eps: float = 0.05
-
-    def saturated(self, x: torch.Tensor) -> torch.Tensor:
-        """Return a bool tensor shaped like `x`: True where the element is saturated."""
-        if self.derivative is not None:
-            return self.derivative(x).abs() < self.eps * self.max_derivative
-        if self.lower is not None and self.upper is not None and self.lower == -self.upper:
-            return x.abs() >= self.upper if self.inclusive else x.abs() > self.upper
-        mask: torch.Tensor | None = None
-        if self.lower is not None:
-            mask = x <= self.lower if self.inclusive else x < self.lower
-        if self.upper is not None:
-            upper = x >= self.upper if self.inclusive else x > self.upper
-            mask = upper if mask is None else mask | upper
-        if mask is None:
-            return torch.zeros_like(x, dtype=torch.bool)
-        return mask
-
-
-def _sigmoid_rule(eps: float) -> SaturationRule:
-    # sigma'(t) = s(1-s) = eps/4  =>  s = (1 + sqrt(1-eps)) / 2,  t = logit(s)
-    s = (1.0 + math.sqrt(1.0 - eps)) / 2.0
-    t = math.log(s / (1.0 - s))
-    return SaturationRule("sigmoid", lower=-t, upper=t, max_derivative=0.25, eps=eps)
-
-
-def _tanh_rule(eps: float) -> SaturationRule:
-    # tanh'(t) = 1 - tanh(t)^2 = eps  =>  t = atanh(sqrt(1 - eps))
-    t = math.atanh(math.sqrt(1.0 - eps))
-    return SaturationRule("tanh", lower=-t, upper=t, eps=eps)
-
-
-def _relu_rule(eps: float) -> SaturationRule:
-    return SaturationRule("relu", lower=0.0, inclusive=True, eps=eps)
-
-
-def _leaky_relu_rule(eps: float, slope: float = 0.01) -> SaturationRule:
-    if abs(slope) < eps:  # the negative side's derivative is below the threshold
-        return SaturationRule("leaky_relu", lower=0.0, inclusive=True, eps=eps)
-    return SaturationRule("leaky_relu", eps=eps)
-
-
-def _elu_rule(eps: float, alpha: float = 1.0) -> SaturationRule:
-    # ELU'(x) = alpha * exp(x) for x < 0; max derivative is max(1, alpha)
-    top = max(1.0, alpha)
-    return SaturationRule("elu", lower=math.log(eps * top / alpha), max_derivative=top, eps=eps)
-
-
-def _softplus_rule(eps: float, beta: float = 1.0) -> SaturationRule:
-    # softplus'(x) = sigmoid(beta x) < eps  =>  x < logit(eps) / beta
-    return SaturationRule("softplus", lower=math.log(eps / (1.0 - eps)) / beta, eps=eps)
-
-
-def _hardtanh_rule(eps: float, low: float = -1.0, high: float = 1.0, name: str = "hardtanh") -> SaturationRule:
-    # PyTorch's backward passes the gradient only strictly inside (low, high)
-    return SaturationRule(name, lower=low, upper=high, inclusive=True, eps=eps)
-
-
-def _linear_rule(eps: float) -> SaturationRule:
-    return SaturationRule("linear", eps=eps)
-
-
-def _gelu_derivative(x: torch.Tensor) -> torch.Tensor:
-    cdf = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
-    pdf = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return cdf + x * pdf
-
-
-def _silu_derivative(x: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(x)
-    return s * (1.0 + x * (1.0 - s))
-
-
-def _mish_derivative(x: torch.Tensor) -> torch.Tensor:
-    sp = torch.nn.functional.softplus(x)
-    tsp = torch.tanh(sp)
-    return tsp + x * torch.sigmoid(x) * (1.0 - tsp * tsp)
-
-
-def _max_abs(derivative: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    grid = torch.linspace(-20.0, 20.0, 400_001, dtype=torch.float64)
-    return float(derivative(grid).abs().max())
-
-
-def _derivative_rule(name: str, derivative: Callable[[torch.Tensor], torch.Tensor], eps: float) -> SaturationRule:
-    return SaturationRule(name, derivative=derivative, max_derivative=_max_abs(derivative), eps=eps)
-
-
-_NAMED_RULES: dict[str, Callable[[float], SaturationRule]] = {
-    "sigmoid": _sigmoid_rule,
-    "tanh": _tanh_rule,
-    "relu": _relu_rule,
-    "leaky_relu": _leaky_relu_rule,
-    "elu": _elu_rule,
-    "softplus": _softplus_rule,
-    "hardtanh": _hardtanh_rule,
-    "relu6": lambda eps: _hardtanh_rule(eps, 0.0, 6.0, "relu6"),
-    "linear": _linear_rule,
-    "gelu": lambda eps: _derivative_rule("gelu", _gelu_derivative, eps),
-    "silu": lambda eps: _derivative_rule("silu", _silu_derivative, eps),
-    "mish": lambda eps: _derivative_rule("mish", _mish_derivative, eps),
-}
-
-#: Activation names a tap or a custom module may use.
-ACTIVATION_NAMES: tuple[str, ...] = tuple(sorted(_NAMED_RULES))
-
-# Module classes recognised without any opt-in. Order matters: ReLU6 subclasses Hardtanh.
+# Module classes recognised by type. Order matters: ReLU6 subclasses Hardtanh.
 _MODULE_NAMES: tuple[tuple[type[nn.Module], str], ...] = (
     (nn.Sigmoid, "sigmoid"),
     (nn.Tanh, "tanh"),
     (nn.ReLU, "relu"),
     (nn.ReLU6, "relu6"),
     (nn.LeakyReLU, "leaky_relu"),
+    (nn.SELU, "selu"),
+    (nn.CELU, "celu"),
     (nn.ELU, "elu"),
     (nn.GELU, "gelu"),
     (nn.SiLU, "silu"),
     (nn.Softplus, "softplus"),
+    (nn.Hardswish, "hardswish"),
+    (nn.Hardsigmoid, "hardsigmoid"),
+    (nn.LogSigmoid, "logsigmoid"),
     (nn.Hardtanh, "hardtanh"),
     (nn.Mish, "mish"),
 )
+
+#: Other libraries' activation classes, by class name: Hugging Face transformers (ACT2CLS) and timm.
+CLASS_NAMES: dict[str, str] = {
+    "GELUActivation": "gelu",
+    "ClippedGELUActivation": "gelu",
+    "NewGELUActivation": "gelu_tanh",
+    "FastGELUActivation": "gelu_tanh",
+    "AccurateGELUActivation": "gelu_tanh",
+    "GELUTanh": "gelu_tanh",
+    "PytorchGELUTanh": "gelu_tanh",
+    "QuickGELUActivation": "quick_gelu",
+    "QuickGELU": "quick_gelu",
+    "SiLUActivation": "silu",
+    "Swish": "silu",
+    "SwishMe": "silu",
+    "MishActivation": "mish",
+    "MishMe": "mish",
+    "ReLUSquaredActivation": "relu_squared",
+    "LinearActivation": "linear",
+    "HardSwish": "hardswish",
+    "HardSwishMe": "hardswish",
+    "HardSigmoid": "hardsigmoid",
+    "HardSigmoidMe": "hardsigmoid",
+}
+
+_REGISTERED: dict[type, str] = {}
+_REGISTERED_NORMS: set[type] = set()
+_TORCH_NORMS: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.LocalResponseNorm)
+_NORM_NAME = re.compile(r"Norm(?![a-z])|Normali[sz]ation")
+
+
+def _known_name(name: str) -> str:
+    if name not in ACTIVATION_NAMES:
+        raise ProbeError(f"activation {name!r} is not known; use one of {', '.join(ACTIVATION_NAMES)}")
+    return name
 
 
 def activation_name(module: nn.Module) -> str | None:
@@ -172,19 +101,15 @@ def activation_name(module: nn.Module) -> str | None:
     declared = getattr(module, "gradientflow_activation", None)
     if isinstance(declared, str):
         return declared
+    for cls in type(module).__mro__:
+        if cls in _REGISTERED:
+            return _REGISTERED[cls]
+    if isinstance(module, nn.GELU) and module.approximate == "tanh":
+        return "gelu_tanh"
     for cls, name in _MODULE_NAMES:
         if isinstance(module, cls):
             return name
-    return None
-
-
-def rule_for_name(name: str, eps: float) -> SaturationRule:
-    """Return the saturation rule of the activation called `name` (see ACTIVATION_NAMES)."""
-    try:
-        factory = _NAMED_RULES[name]
-    except KeyError:
-        raise ProbeError(f"activation {name!r} is not known; use one of {', '.join(ACTIVATION_NAMES)}") from None
-    return factory(eps)
+    return CLASS_NAMES.get(type(module).__name__)
 
 
 def rule_for_module(module: nn.Module, eps: float) -> SaturationRule:
@@ -192,14 +117,152 @@ def rule_for_module(module: nn.Module, eps: float) -> SaturationRule:
     name = activation_name(module)
     if name is None:
         raise ProbeError(f"{type(module).__name__} is not an activation module gradientflow recognises")
-    if isinstance(module, nn.ReLU6):
-        return _hardtanh_rule(eps, 0.0, 6.0, "relu6")
-    if isinstance(module, nn.Hardtanh):
-        return _hardtanh_rule(eps, float(module.min_val), float(module.max_val))
-    if isinstance(module, nn.LeakyReLU):
-        return _leaky_relu_rule(eps, float(module.negative_slope))
-    if isinstance(module, nn.ELU):
-        return _elu_rule(eps, float(module.alpha))
-    if isinstance(module, nn.Softplus):
-        return _softplus_rule(eps, float(module.beta))
+    if isinstance(module, nn.Hardtanh) and name in ("hardtanh", "relu6"):
+        return rule_for_name("hardtanh", eps, min_val=float(module.min_val), max_val=float(module.max_val))
+    if isinstance(module, nn.LeakyReLU) and name == "leaky_relu":
+        return rule_for_name(name, eps, negative_slope=float(module.negative_slope))
+    if isinstance(module, (nn.ELU, nn.CELU)) and name in ("elu", "celu"):
+        return rule_for_name(name, eps, alpha=float(module.alpha))
+    if isinstance(module, nn.Softplus) and name == "softplus":
+        return rule_for_name(name, eps, beta=float(module.beta))
     return rule_for_name(name, eps)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Return True if `module` is a norm layer: torch's, a registered class, ``gradientflow_norm = True``,
+    or any class whose name contains ``Norm`` as a word part (``LlamaRMSNorm``, ``T5LayerNorm``)."""
+    declared = getattr(module, "gradientflow_norm", None)
+    if isinstance(declared, bool):
+        return declared
+    if isinstance(module, _TORCH_NORMS) or any(cls in _REGISTERED_NORMS for cls in type(module).__mro__):
+        return True
+    return bool(_NORM_NAME.search(type(module).__name__))
+
+
+def register_norm(cls: type[T]) -> type[T]:
+    """Treat every module of class `cls` (and its subclasses) as a norm layer: its row has kind ``norm``.
+
+    Returns `cls`, so it can decorate a class definition.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ProbeError(f"register_norm takes a torch.nn.Module subclass, got {cls!r}")
+    _REGISTERED_NORMS.add(cls)
+    return cls
+
+
+@dataclass(frozen=True)
+class ActivationOp:
+    """An activation function as the probe sees it called: its name and where its arguments sit.
+
+    `params`: (parameter, default) in positional order after the input; `inplace_at`: the
+    position of its ``inplace`` argument; `always_inplace`: the op itself writes its input
+    (``relu_``).
+    """
+
+    name: str
+    params: tuple[tuple[str, float], ...] = ()
+    inplace_at: int | None = None
+    always_inplace: bool = False
+    rule_name: str | None = None
+
+    def writes(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Return True if this call writes its input in place."""
+        if self.always_inplace or self.inplace_at is None:
+            return self.always_inplace
+        return bool(args[self.inplace_at] if len(args) > self.inplace_at else kwargs.get("inplace", False))
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any], eps: float) -> tuple[SaturationRule, bool]:
+        """Return (the rule of this call, with its parameters read from the call; whether it writes its input)."""
+        values = {}
+        for position, (param, default) in enumerate(self.params, start=1):
+            value = args[position] if len(args) > position else kwargs.get(param, default)
+            values[param] = float(value)
+        name = self.rule_name or self.name
+        if self.name == "gelu":
+            approximate = args[1] if len(args) > 1 else kwargs.get("approximate", "none")
+            name = "gelu_tanh" if approximate == "tanh" else "gelu"
+        return rule_for_name(name, eps, **values), self.writes(args, kwargs)
+
+
+def _ops() -> dict[Callable[..., Any], ActivationOp]:
+    out: dict[Callable[..., Any], ActivationOp] = {}
+
+    def add(op: ActivationOp, *functions: Any, inplace: tuple[Any, ...] = ()) -> None:
+        for function in functions:
+            out[function] = op
+        for function in inplace:
+            out[function] = ActivationOp(op.name, op.params, None, True, op.rule_name)
+
+    tensor = torch.Tensor
+    add(
+        ActivationOp("sigmoid"),
+        torch.sigmoid,
+        tensor.sigmoid,
+        torch.special.expit,
+        inplace=(torch.sigmoid_, tensor.sigmoid_),
+    )
+    add(ActivationOp("tanh"), torch.tanh, tensor.tanh, inplace=(torch.tanh_, tensor.tanh_))
+    add(ActivationOp("relu"), torch.relu, tensor.relu, inplace=(torch.relu_, tensor.relu_))
+    add(ActivationOp("relu", inplace_at=1), F.relu)
+    add(ActivationOp("relu6", inplace_at=1), F.relu6)
+    add(ActivationOp("leaky_relu", (("negative_slope", 0.01),), 2), F.leaky_relu)
+    add(ActivationOp("leaky_relu", (("negative_slope", 0.01),)), inplace=(F.leaky_relu_,))
+    add(ActivationOp("elu", (("alpha", 1.0),), 2), F.elu)
+    add(ActivationOp("elu", (("alpha", 1.0),)), inplace=(F.elu_,))
+    add(ActivationOp("selu", inplace_at=1), F.selu)
+    add(ActivationOp("selu"), torch.selu, inplace=(torch.selu_,))
+    add(ActivationOp("celu", (("alpha", 1.0),), 2), F.celu)
+    add(ActivationOp("celu", (("alpha", 1.0),)), torch.celu, inplace=(torch.celu_,))
+    add(ActivationOp("gelu"), F.gelu)
+    add(ActivationOp("silu", inplace_at=1), F.silu)
+    add(ActivationOp("mish", inplace_at=1), F.mish)
+    add(ActivationOp("softplus", (("beta", 1.0),)), F.softplus)
+    add(ActivationOp("hardtanh", (("min_val", -1.0), ("max_val", 1.0)), 3), F.hardtanh)
+    add(ActivationOp("hardtanh", (("min_val", -1.0), ("max_val", 1.0))), inplace=(F.hardtanh_,))
+    add(ActivationOp("hardswish", inplace_at=1), F.hardswish)
+    add(ActivationOp("hardsigmoid", inplace_at=1), F.hardsigmoid)
+    add(ActivationOp("logsigmoid"), F.logsigmoid)
+    return out
+
+
+#: The functions recognised as activations while a step is recorded (torch's, then registered ones).
+OPS: dict[Callable[..., Any], ActivationOp] = _ops()
+
+
+def register_activation(target: T, name: str) -> T:
+    """Treat a module class or a function as the activation `name` (one of ACTIVATION_NAMES).
+
+    A class: every module of it (and of its subclasses) gives one row about its input, with
+    the rule of `name`; the operations it calls inside are not rows of their own. Returns the
+    class, so ``@functools.partial(register_activation, name="gelu")`` also works.
+
+    A function: returns the function to call from then on. A torch function is returned as it
+    is; a Python function comes back wrapped (same result, same gradient) so that the probe
+    sees its calls, e.g. ``swish = gradientflow.register_activation(swish, "silu")``. Its row
+    is ``<module>:<function name>``, about the function's first argument.
+    """
+    _known_name(name)
+    if isinstance(target, type):
+        if not issubclass(target, nn.Module):
+            raise ProbeError(f"register_activation takes a torch.nn.Module subclass or a function, got {target!r}")
+        _REGISTERED[target] = name
+        return target
+    if not callable(target):
+        raise ProbeError(f"register_activation takes a torch.nn.Module subclass or a function, got {target!r}")
+    label = getattr(target, "__name__", name)
+    if inspect.isbuiltin(target) or inspect.ismethoddescriptor(target):
+        OPS[target] = ActivationOp(label, rule_name=name)  # torch's own dispatch reports its calls
+        return target
+    function: Callable[..., Any] = target
+
+    @functools.wraps(function)
+    def dispatching(*args: Any, **kwargs: Any) -> Any:
+        # torch's override protocol: under the probe's capture mode the call is reported once,
+        # and the function then runs with the mode off, so its inner operations are not rows
+        tensors = tuple(a for a in args[:1] if isinstance(a, torch.Tensor))
+        if tensors and has_torch_function(tensors):
+            return handle_torch_function(dispatching, tensors, *args, **kwargs)
+        return function(*args, **kwargs)
+
+    OPS[dispatching] = ActivationOp(label, rule_name=name)
+    return dispatching  # type: ignore[return-value]

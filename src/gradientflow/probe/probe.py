@@ -1,10 +1,10 @@
-"""The Probe: hooks that collect tensors during a step, and batched statistics at the step's end.
+"""The Probe: what a recorded step's forward pass applies, and batched statistics at the step's end.
 
-During a recorded step the hooks only keep detached references (a clone for in-place
-activations, whose input is overwritten). At ``probe.step()`` all statistics are computed in
-a few batched ops per group of same-shaped layers, written into an on-device buffer, and copied
-to the host once every `flush_every` recorded steps. On steps the schedule skips, no hook is
-attached at all, so the model runs exactly as without the probe.
+During a recorded step the capture (capture.py) only keeps detached references to the inputs of
+activations (a copy where an in-place op would overwrite one). At ``probe.step()`` all statistics
+are computed in a few batched ops per group of same-shaped layers, written into an on-device
+buffer, and copied to the host once every `flush_every` recorded steps. On steps the schedule
+skips, no hook and no mode is attached at all, so the model runs exactly as without the probe.
 """
 
 from __future__ import annotations
@@ -18,41 +18,42 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
 
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
-from .activations import SaturationRule, rule_for_name
 from .amp import GradScaleTracker, check_grad_scaler
 from .batchnorm import BN_COLUMNS, Moments, batch_statistics, batchnorm_row, pooled_moments, pooled_unit_moments
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
+from .capture import ForwardCapture, default_units
 from .compiled import EagerWhileRecording, unwrap_compiled
 from .devices import module_device
 from .distributed import RankReducer, resolve_distributed, unwrap_data_parallel
 from .histograms import HistogramRecorder
+from .kept import KeptTensors
 from .pending import PendingActivations
+from .rules import SaturationRule, rule_for_name
 from .schedule import Schedule, as_schedule
-from .selection import select_modules
+from .selection import Role, select_modules
 from .stats import RAW_GRADIENT, as_units_layout, derive, raw_columns
 from .weights import WeightTracker
 
-__all__ = ["Probe", "tap"]
+__all__ = ["Probe", "tap", "NoActivationWarning"]
 
 _ACTIVE: list[Probe] = []
-_NORM_TYPES: tuple[type[nn.Module], ...] = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
 _WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
-#: Pre-activations up to this many elements have their gradient kept by retain_grad, which copies
-#: it; larger ones by a Python hook, whose fixed cost is then the smaller one.
-_RETAIN_LIMIT = 1 << 16
+
+
+class NoActivationWarning(UserWarning):
+    """A recorded step of a probe found no activation: its table would hold weight rows only."""
 
 
 def tap(tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
-    """Record `tensor` as the pre-activation of a functional activation in every active probe.
+    """Record `tensor` as the pre-activation of an activation in every active probe (kind ``tap``).
 
     Returns `tensor` itself, so it can wrap the argument inline:
-    ``h = torch.sigmoid(gradientflow.tap(z, "block1.sigmoid", "sigmoid"))``. Without an active
-    probe it does nothing.
+    ``h = torch.sigmoid(gradientflow.tap(z, "block1.sigmoid", "sigmoid"))``; that sigmoid call
+    then gives no row of its own. Without an active probe it does nothing.
     """
     for probe in _ACTIVE:
         probe.tap(tensor, name, activation)
@@ -74,17 +75,21 @@ class Probe:
     "What the probe records" for every column's definition.
 
     Args:
-        model: any module. Activation modules (and modules with ``gradientflow_activation``)
-            give activation rows; modules with a ``weight`` parameter give weight/norm rows.
+        model: any module, unchanged. Every activation applied in its forward pass gives an
+            activation row about its input: modules of known or registered classes (named by
+            the module), torch's functions and Tensor methods (``<module>:<function>``, ``#k``
+            for repeated calls); modules with a ``weight`` parameter give weight/norm rows.
         every: record every k-th step (0, k, 2k, ...), or a callable ``step -> bool``.
         layers: restrict to modules whose qualified name matches a pattern (fnmatch) or whose
-            type is listed, e.g. ``["fc*", nn.Sigmoid]``.
+            type is listed, e.g. ``["fc*", nn.Sigmoid]``; a chosen module's functional
+            activations come with it, and a pattern may name functional rows (``"*:relu*"``).
         percentiles: pre-activation percentiles, in percent.
         saturation_eps: an element is saturated where |phi'(x)| < eps * max |phi'|.
         flush_every: recorded steps kept on the device between copies to the host.
         histograms: also record fixed-bin histograms (see `histogram_frame`).
-        unit_dim: the dimension that indexes units (1: features of (batch, features), channels
-            of (batch, channels, ...)).
+        unit_dim: the dimension of every pre-activation that indexes units; None (default)
+            follows the last layer with a weight before it: Linear-like layers' last dimension
+            (features of (batch, sequence, features)), Conv/BatchNorm's channels (dimension 1).
         sink: called with each flushed chunk ``(stats, histograms or None)``, e.g. a store writer.
         keep: keep flushed chunks in memory for `frame()` (set False with a sink for long runs).
         background: on the CPU, compute small layers' activation statistics on one background
@@ -111,7 +116,7 @@ class Probe:
         flush_every: int = 100,
         histograms: bool = False,
         histogram_bins: int = 64,
-        unit_dim: int = 1,
+        unit_dim: int | None = None,
         max_percentile_samples: int = 4096,
         sink: Sink | None = None,
         keep: bool = True,
@@ -140,7 +145,8 @@ class Probe:
         self.columns = _stat_columns(self.percentiles)
         self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + BN_COLUMNS
         self._col = {name: i for i, name in enumerate(self._raw_columns)}
-        self._activations, self._weights = select_modules(model, layers, saturation_eps)
+        self._selection = select_modules(model, layers, saturation_eps)
+        self._weights = self._selection.weights()
         self._modules_by_name = {name: module for module, name in self._weights.items()}
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self._buffer = StatsBuffer(self._raw_columns, flush_every, self._device)
@@ -150,7 +156,9 @@ class Probe:
         self._frames: list[Any] = []  # tables, or drained values not turned into a table yet (see flush)
         self._histogram_frames: list[pd.DataFrame] = []
         self._handles: list[Any] = []
-        self._discovery: dict[str, Any] = {}
+        self._forward = ForwardCapture(self, self._selection, saturation_eps, unit_dim)
+        self._root_frames: list[bool] = []  # per root forward call in progress: capture began there
+        self._warned_empty = False
         self._index_cache: dict[
             tuple[tuple[str, ...], tuple[str, ...]], tuple[list[int], np.ndarray, np.ndarray, np.ndarray]
         ] = {}  # (keys, columns) -> (row ids, rows, columns, flat)
@@ -158,11 +166,13 @@ class Probe:
         self._step = 0
         self._recording = False
         self._open = False
-        self._generation = 0
         self._weight_tracker = WeightTracker(list(self._weights))
         self._weight_rows: tuple[int, list[nn.Module], list[str]] = (-1, [], [])  # (rows known, modules, keys)
         self._snapshot_fresh = False
-        self._pending = PendingActivations(self.percentiles, max_percentile_samples, unit_dim, background)
+        self._pending = PendingActivations(
+            self.percentiles, max_percentile_samples, 1 if unit_dim is None else unit_dim, background
+        )
+        self._kept = KeptTensors()
         scaler = check_grad_scaler(grad_scaler)
         self._amp = GradScaleTracker(scaler, flush_every) if scaler is not None else None
         #: steps the grad scaler skipped (inf/NaN gradients): their rows are left out of the table
@@ -222,7 +232,6 @@ class Probe:
             raise ProbeError("probe.step() called outside the `with Probe(...)` block")
         if self._recording:
             self._record()
-            self._drop_discovery_hooks()
         self._reset_captures()
         self._step += 1
         self._set_recording(self.schedule(self._step))
@@ -241,42 +250,26 @@ class Probe:
             self._eager.exit()
 
     def _attach(self) -> None:
+        # two hooks on the root only: the capture's own hooks and mode exist only while its forward runs
         self._handles.append(self.model.register_forward_pre_hook(self._on_root_forward))
-        for module, (name, rule) in self._activations.items():
-            self._handles.append(module.register_forward_pre_hook(self._activation_hook(name, rule, module)))
-        for module, name in self._weights.items():
-            if isinstance(module, _NormBase):
-                self._handles.append(module.register_forward_hook(self._batchnorm_hook(name, module)))
-            elif name not in self._rows:
-                handle = module.register_forward_pre_hook(self._weight_hook(name, module))
-                self._handles.append(handle)
-                self._discovery[name] = handle
-
-    def _drop_discovery_hooks(self) -> None:
-        # a weight module's hook only learns its place in the forward order; once known, the hook
-        # would only force PyTorch's slower module-call path on every later step
-        for name in [n for n in self._discovery if n in self._rows]:
-            handle = self._discovery.pop(name)
-            handle.remove()
-            self._handles.remove(handle)
+        self._handles.append(self.model.register_forward_hook(self._on_root_return, always_call=True))
 
     def _detach(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._discovery.clear()
+        if self._forward.active:
+            self._forward.end()
+        self._root_frames.clear()
 
     def _reset_captures(self) -> None:
-        self._generation += 1
-        self._pre: dict[str, list[torch.Tensor]] = defaultdict(list)
-        self._grads: dict[str, list[torch.Tensor | None]] = defaultdict(list)
-        self._rules: dict[str, SaturationRule] = {}
+        self._kept.close()
+        self._kept = KeptTensors()
         self._bn_inputs: dict[str, list[Moments]] = defaultdict(
             list
         )  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
-        self._owned: dict[str, bool] = {}  # key -> every capture is a tensor no one else writes to
-        self._retained: list[tuple[str, int, torch.Tensor]] = []  # (key, call index, tensor whose .grad autograd fills)
+        self._forward_seen = False
         self._snapshot_fresh = False
 
     # ------------------------------------------------------------------ hooks
@@ -291,90 +284,91 @@ class Probe:
                 self._histograms.ensure_rows(len(self._row_list))
         return row
 
-    def _call_key(self, name: str) -> str:
+    def call_key(self, name: str) -> str:
+        """Return the row key of the next call named `name` in this forward pass: `name`, then `name#1`, ..."""
         count = self._calls[name]
         self._calls[name] = count + 1
         return name if count == 0 else f"{name}#{count}"
 
+    _call_key = call_key
+
     def _on_root_forward(self, module: nn.Module, args: Any) -> None:
-        self._calls.clear()
-        if not self._snapshot_fresh and torch.is_grad_enabled():
-            self._take_snapshot()
-
-    def _activation_hook(self, name: str, rule: SaturationRule, module: nn.Module) -> Callable[..., None]:
-        inplace = bool(getattr(module, "inplace", False))
-        module_type = type(module).__name__
-
-        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            if torch.is_grad_enabled() and args and isinstance(args[0], torch.Tensor):
-                self._capture(self._call_key(name), args[0], rule, "activation", module_type, copy=inplace)
-
-        return hook
-
-    def _weight_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
-        kind = "norm" if isinstance(module, _NORM_TYPES) else "weight"
-        module_type = type(module).__name__
-
-        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
-            if torch.is_grad_enabled():
-                self._row(name, kind, module_type, None)
-
-        return hook
-
-    def _batchnorm_hook(self, name: str, module: nn.Module) -> Callable[..., None]:
-        module_type = type(module).__name__
-
-        def hook(_module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            if not torch.is_grad_enabled() or not args or not isinstance(args[0], torch.Tensor):
-                return
-            self._row(name, "norm", module_type, None)
-            self._bn_inputs[name].append(batch_statistics(args[0], output))
-
-        return hook
-
-    def _capture(
-        self, key: str, x: torch.Tensor, rule: SaturationRule, kind: str, module_type: str, copy: bool = False
-    ) -> None:
-        self._row(key, kind, module_type, rule.name)
-        kept = x.detach()
-        self._pre[key].append(kept.clone() if copy else kept)
-        leaf = x.grad_fn is None
-        # an op's fresh output (or our copy) can wait; a leaf such as a reused input buffer cannot
-        self._owned[key] = self._owned.get(key, True) and (copy or not leaf)
-        grads = self._grads[key]
-        grads.append(None)
-        self._rules[key] = rule
-        if not x.requires_grad:
+        # a forward recomputed during backward (activation checkpointing) was captured when it first ran
+        began = (
+            not self._root_frames
+            and torch.is_grad_enabled()
+            and torch._C._current_graph_task_id() == -1
+            and not self._forward.active
+        )
+        self._root_frames.append(began)
+        if not began:
             return
-        if copy or leaf or x.numel() > _RETAIN_LIMIT:
-            # a hook sees this version's gradient without a copy. An in-place activation's input:
-            # retain_grad would follow the tensor to its activated version; a leaf: its .grad
-            # accumulates across steps; a large tensor: retain_grad clones its gradient.
-            x.register_hook(self._gradient_hook(key, len(grads) - 1, self._generation))
-        else:
-            # autograd keeps the gradient in C++ (x.grad): a Python hook costs about three times as
-            # much per step, registered and called, and is the largest cost for a small network
-            x.retain_grad()
-            self._retained.append((key, len(grads) - 1, x))
+        self._calls.clear()
+        self._forward_seen = True
+        if not self._snapshot_fresh:
+            self._take_snapshot()
+        self._forward.begin(module, args)
 
-    def _gradient_hook(self, key: str, index: int, generation: int) -> Callable[[torch.Tensor], None]:
-        def hook(grad: torch.Tensor) -> None:
-            if generation != self._generation:
-                return  # a graph kept past probe.step(): that step is already recorded
-            grads = self._grads[key]
-            grads[index] = grad.detach() if grads[index] is None else grads[index] + grad.detach()
+    def _on_root_return(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._root_frames and self._root_frames.pop() and self._forward.active:
+            self._forward.end()
 
-        return hook
+    # the capture's reports (see capture.CaptureTarget)
+    def discovered(self, role: Role) -> None:
+        """A weight or norm layer ran: its row exists from now on, in forward order."""
+        self._row(role.name, role.kind or "weight", role.module_type, None)
+
+    def norm_output(self, role: Role, module: nn.Module, x: torch.Tensor, output: Any) -> None:
+        """A BatchNorm-like layer returned: keep what it saw in its input."""
+        self._bn_inputs[role.name].append(batch_statistics(x, output))
+
+    def keeps_storage(self) -> bool:
+        """Return True if some kept tensor shares memory with the model's (see `protect`)."""
+        return self._kept.shares_storage()
+
+    def tapped(self, tensor: torch.Tensor) -> bool:
+        """Return True if `tensor` was tapped with an activation name in this step."""
+        return self._kept.tapped(tensor)
+
+    def protect(self, tensor: torch.Tensor) -> None:
+        """`tensor` is about to be written in place: copy what the probe keeps of it first."""
+        self._kept.protect(tensor)
+
+    def capture(
+        self,
+        key: str,
+        x: torch.Tensor,
+        rule: SaturationRule,
+        kind: str,
+        module_type: str,
+        copy: bool = False,
+        units: int = 1,
+        hook: bool = False,
+    ) -> None:
+        """Give `x` a row `key` and keep it as that row's pre-activation (see `KeptTensors.keep`)."""
+        self._row(key, kind, module_type, rule.name)
+        self._kept.keep(key, x, rule, copy, units, hook)
+
+    _capture = capture
 
     def tap(self, tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Tensor:
-        """Record `tensor` as the pre-activation of a functional activation; return `tensor` unchanged.
+        """Record `tensor` as the pre-activation of an activation named `activation`, in row `name`
+        (kind ``tap``); return `tensor` unchanged.
 
-        Module hooks cannot see ``torch.sigmoid(x)`` inside a forward; tapping its input gives
-        the same row an ``nn.Sigmoid`` module would get (kind ``tap``).
+        The probe finds activations by itself; a tap names one explicitly, or records a tensor
+        that is no activation's input (``"linear"``). An activation then applied to the tapped
+        tensor gives no row of its own; an in-place one is recorded before it writes.
         """
         if self._open and self._recording and torch.is_grad_enabled():
-            rule = self._rules.get(name) or rule_for_name(activation, self.saturation_eps)
-            self._capture(self._call_key(name), tensor, rule, "tap", "tap")
+            rule = self._kept.rules.get(name) or rule_for_name(activation, self.saturation_eps)
+            if self._forward.active:
+                units = self._forward.units_of(tensor)
+            else:
+                units = self.unit_dim if self.unit_dim is not None else default_units(tensor)
+            # a hook, not retain_grad: the gradient before any in-place write, also outside the capture
+            self._capture(self._call_key(name), tensor, rule, "tap", "tap", units=units, hook=True)
+            if activation != "linear":
+                self._kept.mark_tapped(tensor)
         return tensor
 
     # ------------------------------------------------------------------ statistics
@@ -382,15 +376,9 @@ class Probe:
         self._weight_tracker.snapshot()
         self._snapshot_fresh = True
 
-    def _collect_retained_gradients(self) -> None:
-        for key, index, x in self._retained:
-            grad = x.grad
-            if grad is not None:
-                self._grads[key][index] = grad.detach()
-        self._retained = []
-
     def _record(self) -> None:
-        self._collect_retained_gradients()
+        self._warn_if_empty()
+        self._kept.collect_retained()
         self._follow_device()
         with torch.no_grad():
             slot = self._buffer.open_slot(self._step)
@@ -401,9 +389,27 @@ class Probe:
             self._record_weights(slot)
             self._record_batchnorm(slot)
             if self._histograms is not None:
-                self._histograms.record(self._step, self._pre, self._grads, self._rows, scale)
+                self._histograms.record(self._step, self._kept.pre, self._kept.grads, self._rows, scale)
         if self._buffer.full or (self._histograms is not None and self._histograms.full):
             self.flush()
+
+    def _warn_if_empty(self) -> None:
+        if self._warned_empty or not self._forward_seen or self._kept.pre:
+            return
+        if not self._selection.everything and self._rows:
+            return  # `layers` chose weight rows only, on purpose
+        self._warned_empty = True
+        leaves = ", ".join(f"{name} ({cls})" for name, cls in list(self._forward.seen_leaves.items())[:20])
+        seen = f"the weight-less leaf modules it ran were: {leaves}" if leaves else "it ran no weight-less leaf module"
+        warnings.warn(
+            f"the probe found no activation in recorded step {self._step} of {type(self.model).__name__}; "
+            f"{seen}. If one of them is an activation, opt it in with "
+            "gradientflow.register_activation(ItsClass, 'gelu') (any name of "
+            "gradientflow.probe.ACTIVATION_NAMES), a class attribute gradientflow_activation = 'gelu', "
+            "or gradientflow.tap(x, 'name', 'gelu') on its input",
+            NoActivationWarning,
+            stacklevel=3,
+        )
 
     def _write(self, slots: int | list[int], keys: list[str], columns: Sequence[str], values: torch.Tensor) -> None:
         """Write `values` (one row per key) into the buffer: all in slot `slots`, or key i in ``slots[i]``."""
@@ -422,23 +428,10 @@ class Probe:
             self._buffer.write(np.array(slots, dtype=np.int64), rows, column_index, values)
 
     def _record_activations(self, slot: int) -> None:
-        for key, tensors in self._pre.items():
-            # several calls of one step (gradient accumulation) pool their examples; a 1-d
-            # pre-activation is one example, so those are stacked
-            x = (
-                tensors[0]
-                if len(tensors) == 1
-                else torch.cat(tensors)
-                if tensors[0].dim() > 1
-                else torch.stack(tensors)
-            )
-            grads = self._grads[key]
-            g = None
-            if all(t is not None for t in grads):
-                g = grads[0] if len(grads) == 1 else torch.cat(grads) if grads[0].dim() > 1 else torch.stack(grads)  # type: ignore
-            self._pending.add(slot, key, x, g, self._rules[key], self._owned.get(key, False))
+        for key, x, g, rule, owned in self._kept.pooled():
+            self._pending.add(slot, key, x, g, rule, owned)
             if self._reducer is not None:  # dead units combine across ranks only per unit
-                dead = self._rules[key].saturated(as_units_layout(x, self.unit_dim)).all(dim=2).all(dim=0)
+                dead = rule.saturated(as_units_layout(x, self._pending.unit_dim)).all(dim=2).all(dim=0)
                 self._reducer.keep_dead_units(slot, key, dead)
         if self._pending.end_step():
             self._compute_pending()

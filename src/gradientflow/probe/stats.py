@@ -223,7 +223,7 @@ class PreActivationJob:
             unit_dim,
         )
         self._arguments: tuple[Any, ...] | None = None
-        if rule.derivative is None and _native_ready(self.layers):
+        if rule.tails_only and _native_ready(self.layers):
             self._prepare(threads or torch.get_num_threads())
 
     def _prepare(self, threads: int) -> None:
