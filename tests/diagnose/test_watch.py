@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -109,3 +110,37 @@ def test_report_shows_how_the_run_starts_and_ends_with_the_onset() -> None:
     assert "start (steps 0-2): healthy" in text and "end (steps 34-38): vanishing" in text
     assert "grad_rms@0" in text and "grad_rms@38" in text and "still at the end" in text
     assert report.to_dict()["end"] == "vanishing"
+
+
+def _scaled_loop(grad_scaler: torch.amp.GradScaler | None) -> pd.DataFrame:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    scaler = grad_scaler or torch.amp.GradScaler("cpu", init_scale=4096.0)
+    monitor = gf.watch(model, on_alert=lambda alert: None, grad_scaler=grad_scaler)
+    for _ in range(6):
+        optimizer.zero_grad()
+        scaler.scale(nn.functional.cross_entropy(model(x), y)).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        monitor.step()
+    frame = monitor._frame()
+    monitor.close()
+    return frame[frame["kind"] == "activation"].sort_values(["step", "order"]).reset_index(drop=True)
+
+
+def test_watch_judges_unscaled_gradients_when_given_the_grad_scaler() -> None:
+    # the same loop, scaled by 4096 both times; only the monitor that knows the scaler sees dL/dz
+    told = _scaled_loop(torch.amp.GradScaler("cpu", init_scale=4096.0))
+    untold = _scaled_loop(None)
+    ratio = (untold["grad_rms"] / told["grad_rms"]).to_numpy()
+    assert ratio == pytest.approx(4096.0, rel=1e-4)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3))
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    first = model[0](x)
+    first.retain_grad()
+    nn.functional.cross_entropy(model[4](model[3](model[2](model[1](first)))), y).backward()
+    expected = first.grad.pow(2).mean().sqrt().item()
+    assert told.loc[0, "grad_rms"] == pytest.approx(expected, rel=1e-5)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import torch
 from torch import nn
 
 from ..analysis.verdicts import THRESHOLDS, Diagnosis, Problem, Thresholds, diagnose_frame
@@ -81,6 +82,7 @@ class Monitor:
         every: int | None = None,
         layers: Iterable[Any] | None = None,
         thresholds: Thresholds = THRESHOLDS,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if not (callable(on_alert) or on_alert in ("warn", "raise")):
             raise ProbeError(f"on_alert must be 'warn', 'raise' or a callable taking the alert, got {on_alert!r}")
@@ -101,7 +103,13 @@ class Monitor:
         self._steps = 0
         self._stack = contextlib.ExitStack()
         self._probe = Probe(
-            model, every=self._records, layers=layers, keep=False, sink=self._collect, flush_every=self.check_every
+            model,
+            every=self._records,
+            layers=layers,
+            keep=False,
+            sink=self._collect,
+            flush_every=self.check_every,
+            grad_scaler=grad_scaler,
         )
         self._stack.enter_context(self._probe)
         self._stack.enter_context(stream_taps(model))
@@ -187,12 +195,15 @@ def watch(
     every: int | None = None,
     layers: Iterable[Any] | None = None,
     thresholds: Thresholds = THRESHOLDS,
+    grad_scaler: torch.amp.GradScaler | None = None,
 ) -> Monitor:
     """Return a started `Monitor` on `model`: call ``monitor.step()`` after each ``optimizer.step()``.
 
     `on_alert`: "warn" (a `GradientWarning`), "raise" (a `GradientAlert`, a GradientflowError
     carrying the diagnosis; the monitor closes first) or a callable receiving the alert. An alert
-    comes within `within` steps (default 50) of a problem's first recorded sign. Example::
+    comes within `within` steps (default 50) of a problem's first recorded sign. With mixed
+    precision pass the loop's `grad_scaler` (and call ``monitor.step()`` after
+    ``scaler.step(optimizer)``): gradients are judged unscaled, and skipped steps are not judged. Example::
 
         monitor = gf.watch(model, on_alert="raise")
         for x, y in batches:
@@ -200,4 +211,4 @@ def watch(
             monitor.step()
         print(monitor.report())
     """
-    return Monitor(model, on_alert, within, every, layers, thresholds)
+    return Monitor(model, on_alert, within, every, layers, thresholds, grad_scaler)
