@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,9 @@ from typer.core import TyperCommand
 
 from ..errors import GradientflowError
 from .app import _fmt, app, clean_errors, console, errors
+
+if TYPE_CHECKING:
+    from ..diagnose.report import DiagnoseReport
 
 COLOURS = {
     "healthy": "green",
@@ -54,7 +57,7 @@ def _verdict_cell(text: str) -> Text:
     return _cell(_verdict_markup(text))
 
 
-def _verdict_table(report) -> Table:  # type: ignore[no-untyped-def]
+def _verdict_table(report: DiagnoseReport) -> Table:
     from ..diagnose.report import table_header, table_rows
 
     first, last = report.diagnosis.window
@@ -69,7 +72,7 @@ def _verdict_table(report) -> Table:  # type: ignore[no-untyped-def]
     return table
 
 
-def _tried_table(report) -> Table:  # type: ignore[no-untyped-def]
+def _tried_table(report: DiagnoseReport) -> Table:
     from ..diagnose.report import first_to_last_ratio
 
     table = Table(title="Fixes tried (same seed, same steps, fresh model)")
@@ -97,7 +100,7 @@ def _tried_table(report) -> Table:  # type: ignore[no-untyped-def]
     return table
 
 
-def _print(report) -> None:  # type: ignore[no-untyped-def]
+def _print(report: DiagnoseReport) -> None:
     from ..diagnose.report import problem_line, run_lines
 
     diverged = f", loss non-finite at step {report.diverged_at}" if report.diverged_at is not None else ""

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
+from rich.progress import TaskID
 from rich.table import Table
 
 from .app import _progress, _run_bars, app, clean_errors, console, errors
+
+if TYPE_CHECKING:
+    from ..analysis.claim_records import ClaimResult
+    from ..records import RunOutcome
+    from ..spec import ResolvedRun
 
 
 class ExplainMode(StrEnum):
@@ -67,22 +75,22 @@ def explain(
         from ..studies.explain import Mode
         from ..studies.explain import explain as run_explain
 
-        chosen: Mode = "tiny" if tiny else ("quick" if quick else mode.value)  # type: ignore[assignment]
+        chosen: Mode = "tiny" if tiny else ("quick" if quick else mode.value)
         with _progress() as progress:
             overall = progress.add_task(f"explain ({chosen}): runs", total=None)
             tasks: dict[str, int] = {}
             started: list[str] = []
 
-            def on_start(resolved) -> None:  # type: ignore[no-untyped-def]
+            def on_start(resolved: ResolvedRun) -> None:
                 started.append(resolved.run_id)
                 progress.update(overall, total=len(started))
 
             on_progress = _run_bars(progress, tasks)
 
-            def on_end(resolved, outcome) -> None:  # type: ignore[no-untyped-def]
+            def on_end(resolved: ResolvedRun, outcome: RunOutcome) -> None:
                 progress.advance(overall)
                 if resolved.run_id in tasks:
-                    progress.update(tasks[resolved.run_id], visible=False)
+                    progress.update(TaskID(tasks[resolved.run_id]), visible=False)
                 if outcome.status != "finished":
                     progress.console.print(f"  {resolved.run_id[:8]} {resolved.name}: [bold]{outcome.status}[/]")
 
@@ -106,7 +114,7 @@ def explain(
             raise typer.Exit(1)
 
 
-def print_results(results) -> None:  # type: ignore[no-untyped-def]
+def print_results(results: Sequence[ClaimResult]) -> None:
     """Print the verdict table: claim, key numbers with intervals, verdict."""
     colours = {"supported": "green", "not supported": "red", "mixed": "yellow", "not decided": "white"}
     table = Table(title="Claims about batch normalization and vanishing gradients, checked", show_lines=True)

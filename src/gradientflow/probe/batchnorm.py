@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -77,9 +77,9 @@ def batch_statistics(x: torch.Tensor, output: object) -> Moments:
     units = x.shape[1] if x.dim() > 1 else 1
     saved = saved_batch_statistics(output) if isinstance(output, torch.Tensor) else None
     if saved is not None:
-        return (x.numel() // max(units, 1), *saved)  # type: ignore[return-value]
+        return (x.numel() // max(units, 1), *saved)
     cells = x.detach().transpose(0, 1).reshape(units, -1).double()
-    return cells.shape[1], _float64(cells.mean(dim=1)), _float64(cells.var(dim=1, unbiased=False))  # type: ignore[return-value]
+    return cells.shape[1], _float64(cells.mean(dim=1)), _float64(cells.var(dim=1, unbiased=False))
 
 
 def saved_batch_statistics(
@@ -138,5 +138,6 @@ def pooled_moments(calls: list[Moments]) -> np.ndarray | torch.Tensor:
     moments are, else a tensor on their device."""
     _, mean, variance = pooled_unit_moments(calls)
     if isinstance(mean, torch.Tensor):
-        return torch.stack((mean.mean(), variance.mean()))  # type: ignore[union-attr]
-    return np.array([mean.sum() / mean.size, variance.sum() / variance.size])  # type: ignore[union-attr,operator]
+        return torch.stack((mean.mean(), variance.mean()))
+    # the variance is numpy too: one call's moments are all numpy or all tensors
+    return np.array([mean.sum() / mean.size, variance.sum() / cast(np.ndarray, variance).size])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,9 @@ def _published_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
 
 def _member_norms(tensor: torch.Tensor) -> torch.Tensor:
     """L2 norm of each member's slice of ``(members, ...)``: ``(members,)``."""
-    return torch.linalg.vector_norm(tensor.reshape(tensor.shape[0], -1), dim=1)
+    # annotated: torch.linalg's functions are typed Any
+    norms: torch.Tensor = torch.linalg.vector_norm(tensor.reshape(tensor.shape[0], -1), dim=1)
+    return norms
 
 
 class EnsembleWeightTracker:
@@ -191,19 +194,24 @@ class EnsembleProbe:
     def _record_activations(
         self, values: torch.Tensor, activations: Sequence[tuple[str, SaturationRule, torch.Tensor, torch.Tensor | None]]
     ) -> None:
-        groups: dict[tuple[object, ...], list[tuple[str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        groups: dict[
+            tuple[tuple[int, ...], SaturationRule, bool], list[tuple[str, torch.Tensor, torch.Tensor | None]]
+        ] = defaultdict(list)
         for name, rule, x, g in activations:
             groups[(tuple(x.shape), rule, g is not None)].append((name, x, g))
         pre = raw_columns(self.percentiles)
         for (shape, rule, has_grad), group in groups.items():
-            members, batch, units = shape  # type: ignore[misc]
+            members, batch, units = shape
             # layers and members along one leading dimension: one call of the stats functions for all
             x = torch.stack([x for _, x, _ in group]).reshape(
                 -1, batch, units, 1
             )  # (layers * members, batch, units, 1)
-            raw = raw_pre_activation_stats(x, rule, self.percentiles, self.max_percentile_samples)  # type: ignore[arg-type]
+            raw = raw_pre_activation_stats(x, rule, self.percentiles, self.max_percentile_samples)
             if has_grad:
-                g = torch.stack([g for _, _, g in group]).reshape(-1, batch, units)  # type: ignore[misc]  # (layers * members, batch, units)
+                # the group's key says every gradient of it is there
+                g = torch.stack(cast("list[torch.Tensor]", [g for _, _, g in group])).reshape(
+                    -1, batch, units
+                )  # (layers * members, batch, units)
                 raw = torch.cat((raw, raw_gradient_stats(g)), dim=1)
             raw = raw.reshape(len(group), members, -1).float().cpu()
             rows = [self._row[name] for name, _, _ in group]

@@ -90,7 +90,7 @@ class HistogramRecorder:
         """Copy the counts to the host, reset them, and return them as a long table."""
         host = self.counts[: self.used].cpu().numpy().copy()
         self.counts[: self.used].zero_()
-        records: dict[str, list] = {
+        records: dict[str, list[object]] = {
             "step": [],
             "layer": [],
             "quantity": [],

@@ -516,7 +516,7 @@ class Probe:
         if self.keep and histograms is not None:
             self._histogram_frames.append(histograms)
 
-    def _derive(self, raw: dict) -> dict:
+    def _derive(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = derive(raw, self.percentiles)
         out["update_ratio"] = raw["update_norm"] / raw["tracked_weight_norm"]
         for name in ("weight_norm", "weight_grad_norm", *BN_COLUMNS):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -420,7 +420,8 @@ def pre_activation_stats(
     raw = raw_pre_activation_stats(x, rule, percentiles, max_percentile_samples).double().numpy()
     names = raw_columns(percentiles)
     table = {name: raw[:, i] for i, name in enumerate(names)} | {"grad_sum": np.nan, "grad_norm": np.nan}
-    out = derive(table, percentiles)
+    # the scalar NaN of the gradient columns joins derive's numpy arithmetic by broadcasting
+    out = derive(cast("dict[str, np.ndarray]", table), percentiles)
     wanted = [
         "pre_mean",
         "pre_std",
@@ -441,7 +442,7 @@ def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
         layers = [t.contiguous() for t in x.detach().unbind(0)]
         _, batch, units, rest = x.shape
         scratch, out = np.empty(3 * units), np.empty((len(layers), 2))
-        native.library().gf_unit_moments(
+        native.library().gf_unit_moments(  # type: ignore[union-attr]
             native.pointers(layers),
             len(layers),
             batch,
@@ -450,7 +451,7 @@ def batch_moments_per_unit(x: torch.Tensor) -> torch.Tensor:
             scratch.ctypes.data,
             out.ctypes.data,
             torch.get_num_threads(),
-        )  # type: ignore[union-attr]
+        )
         return torch.from_numpy(out.astype(np.float32))
     x = x.float()
     per_unit = x.shape[1] * x.shape[3]

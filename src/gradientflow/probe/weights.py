@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -57,7 +58,7 @@ class WeightTracker:
         # on each weight's device now; `_views` moves them when the weight has moved since (a model
         # moved after the probe was built, e.g. Probe(model) then model.cuda())
         self._positions: list[torch.Tensor | None] = [
-            update_positions(m.weight.numel(), sample_limit, m.weight.device) for m in modules
+            update_positions(_weight(m).numel(), sample_limit, _weight(m).device) for m in modules
         ]
         self._small = [i for i, p in enumerate(self._positions) if p is None]
         self._before: list[torch.Tensor] | None = None
@@ -67,7 +68,7 @@ class WeightTracker:
     def _views(self) -> list[torch.Tensor]:
         views = []
         for i, (module, positions) in enumerate(zip(self.modules, self._positions)):
-            flat = module.weight.detach().reshape(-1)
+            flat = cast(torch.Tensor, module.weight).detach().reshape(-1)
             if positions is not None and positions.device != flat.device:
                 positions = self._positions[i] = positions.to(flat.device)
             views.append(flat if positions is None else flat.index_select(0, positions))
@@ -84,7 +85,7 @@ class WeightTracker:
             return
         if self._native is not None and self._native.snapshot():
             return
-        weights = [m.weight.detach() for m in self.modules]
+        weights = [cast(torch.Tensor, m.weight).detach() for m in self.modules]
         self._before_norms = _norms(weights)
         if self._before is None or not self._snapshot_matches(weights):
             self._before = [v.clone() for v in self._views()]
@@ -120,22 +121,26 @@ class WeightTracker:
             measured = self._native.measure(tuple(self._index[m] for m in modules), keep_next)
             if measured is not None:
                 return measured
-        grads = [m.weight.grad for m in modules]
+        grads = [cast(torch.Tensor, m.weight).grad for m in modules]
         if all(g is not None for g in grads):
-            grad_norms = _norms(grads)  # type: ignore[arg-type]
+            grad_norms = _norms(cast("list[torch.Tensor]", grads))  # all there, as just checked
         else:
             # a frozen weight (requires_grad=False) has no gradient: NaN made on its own device, as a
             # fill (torch.tensor(nan) would be a CPU tensor, and a copy to an accelerator a host sync)
             grad_norms = [
-                _norms([g])[0] if g is not None else torch.full((), math.nan, device=m.weight.device)
+                _norms([g])[0]
+                if g is not None
+                else torch.full((), math.nan, device=cast(torch.Tensor, m.weight).device)
                 for g, m in zip(grads, modules)
             ]
         views = self._views() if self._before_norms is not None and self._before is not None else None
-        if views is None or not self._snapshot_matches([m.weight for m in self.modules]):
+        if views is None or not self._snapshot_matches([cast(torch.Tensor, m.weight) for m in self.modules]):
             # no snapshot, or one of weights since moved to another device or dtype
-            norms = _norms([m.weight.detach() for m in modules])
+            norms = _norms([cast(torch.Tensor, m.weight).detach() for m in modules])
             nan = torch.full((len(modules),), math.nan, device=norms[0].device)
             return torch.stack((torch.stack(norms), torch.stack(grad_norms), nan, nan), dim=1)
+        # `views` is only built when both are set
+        assert self._before is not None and self._before_norms is not None
         chosen = [self._index[m] for m in modules]
         after = [views[i] for i in chosen]
         before = [self._before[i] for i in chosen]
@@ -145,7 +150,7 @@ class WeightTracker:
         return torch.stack([*norms, *grad_norms, *change, *tracked]).reshape(4, len(modules)).T
 
 
-def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+def _norms(tensors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
     """L2 norm of each tensor, float32 (accumulated in float32 for half or bfloat16 weights)."""
     if all(t.dtype == torch.float32 for t in tensors):
         return list(torch._foreach_norm(tensors))
@@ -157,18 +162,24 @@ def _norms(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def _native_ready(modules: list[nn.Module]) -> bool:
-    return bool(modules) and native.library() is not None and all(_plain_cpu(m.weight) for m in modules)
+    return bool(modules) and native.library() is not None and all(_plain_cpu(_weight(m)) for m in modules)
 
 
 def _plain_cpu(t: torch.Tensor | None) -> bool:
     return t is not None and t.is_cpu and t.dtype == torch.float32 and t.is_contiguous()
 
 
+def _weight(module: nn.Module) -> torch.Tensor:
+    # every tracked module's weight is a tensor, but nn.Module's stubs type any attribute as
+    # `Tensor | Module`; the per-step paths cast inline instead, saving this call per weight
+    return cast(torch.Tensor, module.weight)
+
+
 def _weight_of(module: nn.Module) -> torch.Tensor:
     # the parameter dict directly: nn.Module.__getattr__ costs microseconds per call, and this
     # runs for every tracked weight on every recorded step
     weight = module._parameters.get("weight")
-    return weight if weight is not None else module.weight  # e.g. a parametrized weight
+    return weight if weight is not None else cast(torch.Tensor, module.weight)  # e.g. a parametrized weight
 
 
 class _UpdatePlan:
@@ -207,10 +218,10 @@ class _NativeTracker:
     def __init__(self, tracker: WeightTracker) -> None:
         self.modules = tracker.modules
         self.before = [
-            torch.empty(m.weight.numel() if p is None else len(p), dtype=torch.float32)
+            torch.empty(_weight(m).numel() if p is None else len(p), dtype=torch.float32)
             for m, p in zip(tracker.modules, tracker._positions)
         ]
-        self.sizes = np.array([m.weight.numel() for m in tracker.modules], dtype=np.int64)
+        self.sizes = np.array([_weight(m).numel() for m in tracker.modules], dtype=np.int64)
         self.kept = np.array([len(b) for b in self.before], dtype=np.int64)
         self.positions = [p.cpu().contiguous() if p is not None else None for p in tracker._positions]
         self.norms_squared = np.full(len(self.before), math.nan)
