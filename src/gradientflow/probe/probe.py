@@ -71,8 +71,8 @@ class Probe:
     """Record per-layer forward and backward statistics of `model` at the steps a schedule picks.
 
     Use as a context manager; call ``probe.step()`` once per optimizer step (after
-    ``optimizer.step()``); read ``probe.frame()``: one row per (step, layer). See the README's
-    "What the probe records" for every column's definition.
+    ``optimizer.step()``); read ``probe.frame()``: one row per (step, layer). Every column's
+    definition: docs/probe-reference.md, "What the probe records".
 
     Args:
         model: any module, unchanged. Every activation applied in its forward pass gives an
