@@ -24,9 +24,20 @@ def kill_own_process(marker_dir: str, times: int, model: nn.Module, emit: Callab
 
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         calls[0] += 1
-        if calls[0] == KILL_AT_FORWARD and len(list(folder.iterdir())) < times:
-            (folder / f"kill-{os.getpid()}").touch()
+        if calls[0] == KILL_AT_FORWARD and _claim_a_kill(folder, times):
             os.kill(os.getpid(), signal.SIGKILL)
 
     handle = model.register_forward_hook(hook)
     return handle.remove
+
+
+def _claim_a_kill(folder: Path, times: int) -> bool:
+    # an exclusive create per kill: two workers reaching their 10th forward at once must not both
+    # see fewer than `times` markers and both die
+    for index in range(times):
+        try:
+            os.close(os.open(folder / f"kill-{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return True
+    return False
