@@ -124,8 +124,17 @@ class KeptTensors:
             yield key, x, g, self.rules[key], self._owned.get(key, False)
 
     def close(self) -> None:
-        """The step is recorded: gradients still arriving (a graph kept past it) are ignored."""
+        """The step is recorded: gradients still arriving (a graph kept past it) are ignored.
+
+        The references to the model's own tensors go now: a tensor holds its gradient hook, the
+        hook holds this object, and this object would hold the tensor (and through its grad_fn the
+        whole graph) in a cycle through autograd that Python's collector cannot see, one step's
+        graph leaked per recorded step (about 200 MB a step for a 6 x 384 GPT-2).
+        """
         self._closed = True
+        self._live.clear()
+        self._taps.clear()
+        self._retained = []
 
 
 def _pool(tensors: list[torch.Tensor]) -> torch.Tensor:
