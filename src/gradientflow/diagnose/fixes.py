@@ -7,6 +7,7 @@ init, a sigmoid's 0.25 slope by normalization or another activation), then what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from ..analysis.verdicts import BOUNDED, Diagnosis
 from ..probe import activation_name
 from .factory import Setup
 
-__all__ = ["Fix", "rank_fixes", "apply_fix", "why_not_applied", "suggested_lr"]
+__all__ = ["Fix", "rank_fixes", "apply_fix", "why_not_applied", "suggested_lr", "input_shapes"]
 
 TARGET_UPDATE_RATIO = 0.03  # a lowered learning rate aims at updates of ~3% of the weights per step at the worst layer
 
@@ -252,14 +253,16 @@ def _feeding(diagnosis: Diagnosis, layers: tuple[str, ...]) -> list[tuple[str, s
     return out
 
 
-def _input_shapes(setup: Setup, names: list[str]) -> dict[str, tuple[int, ...]]:
+def input_shapes(setup: Setup, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """Return the input shape of each named module in one forward pass of the first batch (eval
+    mode, no grad); a module that received no tensor is left out."""
     shapes: dict[str, tuple[int, ...]] = {}
 
-    def hook_for(name: str):  # type: ignore[no-untyped-def]
-        def hook(
-            _module: nn.Module, args: tuple[Any, ...]
-        ) -> None:  # returns None: a pre-hook's return value replaces the input
-            shapes.setdefault(name, tuple(args[0].shape))
+    def hook_for(name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            # returns None: a pre-hook's return value would replace the input
+            if args and isinstance(args[0], torch.Tensor):
+                shapes.setdefault(name, tuple(args[0].shape))
 
         return hook
 
@@ -268,7 +271,8 @@ def _input_shapes(setup: Setup, names: list[str]) -> dict[str, tuple[int, ...]]:
         module = _module(setup.model, name)
         if module is not None:
             handles.append(module.register_forward_pre_hook(hook_for(name)))
-    x, _ = next(iter(setup.batches))
+    batch = next(iter(setup.batches))
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
     try:
         with torch.no_grad():
             setup.model.eval()
@@ -288,7 +292,7 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 def _insert_batchnorm(setup: Setup, layers: tuple[str, ...]) -> list[str]:
     modules = [n for n in layers if (m := _module(setup.model, n)) is not None and activation_name(m) is not None]
-    shapes = _input_shapes(setup, modules)
+    shapes = input_shapes(setup, modules)
     # (batch, features) and image-like (batch, channels, ...) inputs only: for a (batch, sequence, features)
     # input BatchNorm1d would normalize over sequence positions
     kinds = {2: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}

@@ -25,13 +25,13 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch import nn
 
 from ..analysis.claim_records import ClaimResult
 from ..analysis.model_claims import LOSS_RATIO, check_model_claims, model_claim_data
 from ..analysis.verdicts import Diagnosis
 from ..diagnose import Fix, apply_fix, call_factory, load_factory, train_and_probe
 from ..diagnose.factory import Setup
+from ..diagnose.fixes import input_shapes
 from ..probe import activation_name
 from ..records import MetricPoint, RunInfo, RunOutcome
 from ..runner import software_versions
@@ -67,30 +67,6 @@ def _first_input(setup: Setup) -> Any:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def _input_dims(setup: Setup, names: list[str]) -> dict[str, tuple[int, ...]]:
-    """The input shape of each named activation module in one forward pass (eval mode, no grad)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name in names:
-        module = setup.model.get_submodule(name)
-
-        def hook(_module: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
-            if args and isinstance(args[0], torch.Tensor):
-                shapes.setdefault(name, tuple(args[0].shape))
-
-        handles.append(module.register_forward_pre_hook(hook))
-    x = _first_input(setup)
-    try:
-        with torch.no_grad():
-            setup.model.eval()
-            setup.model(*x) if isinstance(x, (tuple, list)) else setup.model(x)
-    finally:
-        setup.model.train()
-        for handle in handles:
-            handle.remove()
-    return shapes
-
-
 def bn_insertion_plan(setup: Setup) -> tuple[list[str], str]:
     """(activation modules BN can go before, why BN cannot be inserted at all or at some of them)."""
     names = [n for n, m in setup.model.named_modules() if n and activation_name(m) is not None]
@@ -103,7 +79,7 @@ def bn_insertion_plan(setup: Setup) -> tuple[list[str], str]:
     first = x[0] if isinstance(x, (tuple, list)) else x
     if isinstance(first, torch.Tensor) and first.dim() > 0 and first.shape[0] < 2:
         return [], f"the batch size is {first.shape[0]}: BatchNorm needs at least 2 examples per batch in training"
-    shapes = _input_dims(setup, names)
+    shapes = input_shapes(setup, names)
     usable = [n for n in names if len(shapes.get(n, ())) in (2, 4, 5)]
     skipped = [n for n in names if n not in usable]
     if not usable:
