@@ -101,9 +101,20 @@ def _watch_dead_relu(rank: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    out = tmp_path_factory.mktemp("ddp")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(str(out),), nprocs=WORLD, join=True)
+    for attempt in range(2):
+        out = tmp_path_factory.mktemp(f"ddp{attempt}")
+        try:
+            mp.spawn(_worker, args=(str(out),), nprocs=WORLD, join=True)
+            break
+        except mp.ProcessExitedException:
+            # once in a full suite on the loaded 2-core machine a rank aborted in C++ ("terminate called
+            # without an active exception") and could not be reproduced alone: a crash after every rank
+            # wrote its results still checks them; one before that gets one fresh try
+            if all((out / f"rank{r}.pkl").exists() for r in range(WORLD)):
+                break
+            if attempt == 1:
+                raise
     return [pickle.loads((out / f"rank{r}.pkl").read_bytes()) for r in range(WORLD)]
 
 
