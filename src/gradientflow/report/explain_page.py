@@ -14,14 +14,13 @@ from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 
 import pandas as pd
-from plotly.offline import get_plotlyjs
 
 from gradientflow.analysis.claim_records import ClaimData, ClaimResult
 from gradientflow.analysis.claims import short_answer
 from gradientflow.analysis.intervals import INTERVAL_NAME, Estimate
 from gradientflow.errors import GradientflowError
 from gradientflow.report.claim_figures import claim_figure
-from gradientflow.report.page import _DRAWN_COUNTER, _ERROR_RECORDER, _PLOT_CONFIG, _stylesheet
+from gradientflow.report.page import _DRAWN_COUNTER, _PLOT_CONFIG, html_head
 from gradientflow.report.tables import VERDICT_CLASSES, format_number
 from gradientflow.store import Store
 
@@ -195,16 +194,7 @@ def explain_html(
     meta = f"{len(known)} runs" + (f" from {source}" if source else "")
     return "\n".join(
         [
-            "<!DOCTYPE html>",
-            '<html lang="en">',
-            "<head>",
-            '<meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{html.escape(title)}</title>",
-            f"<style>\n{_stylesheet()}\n</style>",
-            f"<script>{_ERROR_RECORDER}</script>",
-            f'<script type="text/javascript">{get_plotlyjs()}</script>',
-            "</head>",
+            *html_head(title, with_plotly=True),
             "<body>",
             "<main>",
             f'<header><h1>{html.escape(title)}</h1><p class="meta">{html.escape(meta)}</p></header>',

@@ -100,6 +100,24 @@ def spec_predictions(data: ReportData) -> tuple[dict[str, tuple[float, ...]], di
     return predicted, omitted
 
 
+def html_head(title: str, with_plotly: bool) -> list[str]:
+    """Return the lines from the doctype to ``</head>`` of a self-contained page: the stylesheet,
+    the script that records drawing errors for the browser tests, and plotly inlined when the
+    page draws figures (so it opens offline)."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>\n{_stylesheet()}\n</style>",
+        f"<script>{_ERROR_RECORDER}</script>",
+        *([f'<script type="text/javascript">{get_plotlyjs()}</script>'] if with_plotly else []),
+        "</head>",
+    ]
+
+
 def _stylesheet() -> str:
     return resources.files("gradientflow.report").joinpath("assets", "report.css").read_text(encoding="utf-8")
 
@@ -139,16 +157,7 @@ def report_html(
     contents += [("runs", "Runs")] + [(f"panel-{p.key}", _SECTION_TITLES.get(p.key, p.key)) for p in panels]
     meta = f"{len(data.run_ids)} run(s)" + (f" from {source}" if source else "")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>\n{_stylesheet()}\n</style>",
-        f"<script>{_ERROR_RECORDER}</script>",
-        *([f'<script type="text/javascript">{get_plotlyjs()}</script>'] if panels else []),
-        "</head>",
+        *html_head(title, with_plotly=bool(panels)),
         "<body>",
         "<main>",
         "<header>",
