@@ -8,7 +8,7 @@ from .guard import DiagnoseTimeout, Guard
 from .report import DiagnoseReport, TriedFix, UntriedFix, format_report, format_table
 from .run import DEFAULT_STEPS, diagnose
 from .session import Trace, diagnose_schedule, diagnose_setup, train_and_probe
-from .watch import GradientAlert, GradientWarning, Monitor, WatchReport, watch
+from .watch import GradientAlert, GradientWarning, Monitor, WatchReport, new_alerts, watch
 
 __all__ = [
     "diagnose",
@@ -17,6 +17,7 @@ __all__ = [
     "WatchReport",
     "GradientAlert",
     "GradientWarning",
+    "new_alerts",
     "DiagnoseReport",
     "TriedFix",
     "UntriedFix",

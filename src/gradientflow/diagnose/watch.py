@@ -26,7 +26,7 @@ from .fixes import Fix, rank_fixes
 from .hooks import stream_taps
 from .report import format_report
 
-__all__ = ["GradientAlert", "GradientWarning", "Monitor", "WatchReport", "watch"]
+__all__ = ["GradientAlert", "GradientWarning", "Monitor", "WatchReport", "watch", "new_alerts"]
 
 DENSE_STEPS = 10  # every step at first: problems at initialization show on the first records
 KEEP_RECORDS = 2000  # recorded steps kept for report(); older ones are dropped to bound memory
@@ -69,6 +69,20 @@ class WatchReport:
 
 
 OnAlert = str | Callable[[GradientAlert], Any]
+
+
+def new_alerts(frame: pd.DataFrame, thresholds: Thresholds, alerted: set[str]) -> list[GradientAlert]:
+    """Return one alert per problem that the recorded rows in `frame` show and whose verdict is not
+    in `alerted` yet (added to it now); none when no activation was recorded."""
+    if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
+        return []
+    diagnosis = diagnose_frame(frame, thresholds)
+    alerts = []
+    for problem in ([diagnosis.problem] if diagnosis.problem else []) + list(diagnosis.others):
+        if problem.verdict not in alerted:
+            alerted.add(problem.verdict)
+            alerts.append(GradientAlert(problem, diagnosis, rank_fixes(diagnosis)))
+    return alerts
 
 
 class Monitor:
@@ -142,18 +156,8 @@ class Monitor:
 
     def _check(self) -> None:
         recent = (self.within // self.every) + self.thresholds.window + DENSE_STEPS
-        frame = self._frame(recent)
-        if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
-            return
-        diagnosis = diagnose_frame(frame, self.thresholds)
-        new = [
-            p
-            for p in ([diagnosis.problem] if diagnosis.problem else []) + list(diagnosis.others)
-            if p.verdict not in self._alerted
-        ]
-        for problem in new:
-            self._alerted.add(problem.verdict)
-            self._alert(GradientAlert(problem, diagnosis, rank_fixes(diagnosis)))
+        for alert in new_alerts(self._frame(recent), self.thresholds, self._alerted):
+            self._alert(alert)
 
     def _alert(self, alert: GradientAlert) -> None:
         self.alerts.append(alert)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis.verdicts import THRESHOLDS, Thresholds, diagnose_frame
-from ..diagnose import GradientAlert, GradientWarning, rank_fixes
+from ..analysis.verdicts import THRESHOLDS, Thresholds
+from ..diagnose import GradientAlert, GradientWarning, new_alerts
 from ..errors import ProbeError
 
 __all__ = ["AlertJudge", "OnAlert", "check_on_alert"]
@@ -55,15 +55,7 @@ class AlertJudge:
         if not self._unjudged:
             return
         self._unjudged = False
-        if frame.empty or not frame["kind"].isin(["activation", "tap"]).any():
-            return
-        diagnosis = diagnose_frame(frame, self.thresholds)
-        problems = ([diagnosis.problem] if diagnosis.problem else []) + list(diagnosis.others)
-        for problem in problems:
-            if problem.verdict in self._alerted:
-                continue
-            self._alerted.add(problem.verdict)
-            alert = GradientAlert(problem, diagnosis, rank_fixes(diagnosis))
+        for alert in new_alerts(frame, self.thresholds, self._alerted):
             self.alerts.append(alert)
             if self.on_alert == "raise":
                 raise alert
