@@ -46,9 +46,9 @@ class SaturationRule:
     bands: tuple[tuple[float, float], ...] = ()
 
     @property
-    def tails_only(self) -> bool:
-        """True when the saturated set is a pair of tails (what the C pass computes)."""
-        return self.derivative is None and not self.bands
+    def comparisons_only(self) -> bool:
+        """True when the saturated set is two tails and at most one band (what the C pass computes)."""
+        return self.derivative is None and len(self.bands) <= 1
 
     def saturated(self, x: torch.Tensor) -> torch.Tensor:
         """Return a bool tensor shaped like `x`: True where the element is saturated."""

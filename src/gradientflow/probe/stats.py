@@ -223,7 +223,7 @@ class PreActivationJob:
             unit_dim,
         )
         self._arguments: tuple[Any, ...] | None = None
-        if rule.tails_only and _native_ready(self.layers):
+        if rule.comparisons_only and _native_ready(self.layers):
             self._prepare(threads or torch.get_num_threads())
 
     def _prepare(self, threads: int) -> None:
@@ -261,6 +261,7 @@ class PreActivationJob:
             int(rule.upper is not None),
             rule.upper or 0.0,
             int(rule.inclusive),
+            *(rule.bands[0] if rule.bands else (math.nan, math.nan)),
             at["unit_counts"],
             self.moments.ctypes.data,
             plan.threads,

@@ -25,10 +25,13 @@ typedef struct {
     int64_t saturated;
 } Moments;
 
-/* Saturated: strictly outside (lo, hi). The caller turns inclusive bounds into strict ones with
- * nextafterf and absent bounds into NaN (every comparison with NaN is false), so the test is two
- * comparisons with no data-independent branches left in the loop: that is what lets it vectorise. */
-static inline int is_saturated(float v, float lo, float hi) { return (v < lo) | (v > hi); }
+/* Saturated: strictly outside (lo, hi), or strictly inside the band (blo, bhi) where the
+ * derivative crosses zero (GELU, SiLU, Mish). The caller turns inclusive bounds into strict ones
+ * with nextafterf and absent bounds into NaN (every comparison with NaN is false), so the test is
+ * four comparisons with no data-independent branches left in the loop: that is what lets it vectorise. */
+static inline int is_saturated(float v, float lo, float hi, float blo, float bhi) {
+    return (v < lo) | (v > hi) | ((v > blo) & (v < bhi));
+}
 
 /* Independent float32 accumulators: a loop with one accumulator per quantity is bound by the
  * latency of its chain of dependent adds (one vector add every 3-4 cycles); LANES accumulators
@@ -96,8 +99,9 @@ static inline v8f max8(v8f a, v8f b) { return pick(a > b, a, b); }
 /* Adds x[0..n), centred on p, into the lanes; returns how many elements are saturated. With
  * `alive`, also sets alive[k] to 1 where element k is not saturated (dense rows: element k is
  * unit k). Callers pass a literal NULL or not, so the inlined copies have no test in the loop. */
-static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, float lo, float hi, int32_t *alive) {
-    const v8f vp = (v8f){0} + p, vlo = (v8f){0} + lo, vhi = (v8f){0} + hi;
+static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, float lo, float hi, float blo, float bhi,
+                                int32_t *alive) {
+    const v8f vp = (v8f){0} + p, vlo = (v8f){0} + lo, vhi = (v8f){0} + hi, vblo = (v8f){0} + blo, vbhi = (v8f){0} + bhi;
     v8f s0 = load8(a->sum), s1 = load8(a->sum + 8), q0 = load8(a->sumsq), q1 = load8(a->sumsq + 8);
     v8f mn0 = load8(a->mn), mn1 = load8(a->mn + 8), mx0 = load8(a->mx), mx1 = load8(a->mx + 8);
     v8i t0 = {0}, t1 = {0};
@@ -105,7 +109,8 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
     for (; k + 16 <= n; k += 16) {
         const v8f v0 = load8(x + k), v1 = load8(x + k + 8);
         const v8f c0 = v0 - vp, c1 = v1 - vp;
-        const v8i z0 = (v0 < vlo) | (v0 > vhi), z1 = (v1 < vlo) | (v1 > vhi); /* -1 where saturated */
+        const v8i z0 = (v0 < vlo) | (v0 > vhi) | ((v0 > vblo) & (v0 < vbhi)); /* -1 where saturated */
+        const v8i z1 = (v1 < vlo) | (v1 > vhi) | ((v1 > vblo) & (v1 < vbhi));
         s0 += c0, s1 += c1, q0 += c0 * c0, q1 += c1 * c1;
         mn0 = min8(v0, mn0), mn1 = min8(v1, mn1), mx0 = max8(v0, mx0), mx1 = max8(v1, mx1);
         t0 -= z0, t1 -= z1;
@@ -113,7 +118,7 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
     }
     if (k + 8 <= n) {
         const v8f v0 = load8(x + k), c0 = v0 - vp;
-        const v8i z0 = (v0 < vlo) | (v0 > vhi);
+        const v8i z0 = (v0 < vlo) | (v0 > vhi) | ((v0 > vblo) & (v0 < vbhi));
         s0 += c0, q0 += c0 * c0, mn0 = min8(v0, mn0), mx0 = max8(v0, mx0), t0 -= z0;
         if (alive) store8i(alive + k, load8i(alive + k) | (~z0 & 1));
         k += 8;
@@ -125,7 +130,7 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
     for (int j = 0; k < n; ++k, ++j) {
         const float v = x[k];
         const float c = v - p;
-        const int32_t t = is_saturated(v, lo, hi);
+        const int32_t t = is_saturated(v, lo, hi, blo, bhi);
         a->sum[j] += c;
         a->sumsq[j] += c * c;
         a->mn[j] = v < a->mn[j] ? v : a->mn[j];
@@ -141,20 +146,20 @@ static inline int64_t lanes_add(Lanes *a, const float *x, int64_t n, float p, fl
  * reordered reductions). A non-finite input shows up as a non-finite sum of squares, and the
  * caller then recomputes with the careful path. */
 static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t units, int64_t rest, float p, float lo, float hi,
-                            int32_t *alive) {
+                            float blo, float bhi, int32_t *alive) {
     Moments m = {0.0, 0.0, INFINITY, -INFINITY, 0};
     Lanes a;
     lanes_reset(&a);
     for (int64_t b = b0; b < b1; ++b) {
         const float *row = x + b * units * rest;
         if (rest == 1) {
-            m.saturated += lanes_add(&a, row, units, p, lo, hi, alive);
+            m.saturated += lanes_add(&a, row, units, p, lo, hi, blo, bhi, alive);
             if (a.pending >= FOLD) lanes_fold(&a, &m);
         } else {
             /* the row as one span (a cell of a few dozen values would spend its time on tails) */
             const int64_t width = units * rest;
             for (int64_t k0 = 0; k0 < width; k0 += FOLD) {
-                m.saturated += lanes_add(&a, row + k0, (k0 + FOLD < width ? k0 + FOLD : width) - k0, p, lo, hi, NULL);
+                m.saturated += lanes_add(&a, row + k0, (k0 + FOLD < width ? k0 + FOLD : width) - k0, p, lo, hi, blo, bhi, NULL);
                 if (a.pending >= FOLD) lanes_fold(&a, &m);
             }
             /* a unit is alive once any of its values is not saturated: its cells are not read again */
@@ -162,7 +167,7 @@ static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t unit
                 if (alive[u]) continue;
                 const float *cell = row + u * rest;
                 for (int64_t r = 0; r < rest; ++r)
-                    if (!is_saturated(cell[r], lo, hi)) {
+                    if (!is_saturated(cell[r], lo, hi, blo, bhi)) {
                         alive[u] = 1;
                         break;
                     }
@@ -175,7 +180,7 @@ static Moments moments_fast(const float *x, int64_t b0, int64_t b1, int64_t unit
 
 /* The careful path for inputs holding NaN or Inf: counts them, keeps NaN out of the sums
  * (the caller reports NaN moments when any NaN is present, as torch does). */
-static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, int64_t rest, float p, float lo, float hi,
+static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, int64_t rest, float p, float lo, float hi, float blo, float bhi,
                                int32_t *alive, int64_t *nonfinite, int64_t *nans) {
     Moments m = {0.0, 0.0, INFINITY, -INFINITY, 0};
     for (int64_t b = 0; b < n_rows; ++b) {
@@ -190,7 +195,7 @@ static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, in
                     }
                 }
                 const double c = (double)v - (double)p;
-                const int s = is_saturated(v, lo, hi);
+                const int s = is_saturated(v, lo, hi, blo, bhi);
                 m.sum += c;
                 m.sumsq += c * c;
                 m.mn = v < m.mn ? v : m.mn;
@@ -204,17 +209,19 @@ static Moments moments_careful(const float *x, int64_t n_rows, int64_t units, in
 }
 
 /* Pre-activation statistics of `layers` tensors, each laid out (batch, units, rest), contiguous.
- * Saturated: v < lower (or <=, `inclusive`) when has_lower; v > upper (or >=) when has_upper.
+ * Saturated: v < lower (or <=, `inclusive`) when has_lower; v > upper (or >=) when has_upper;
+ * band_lower < v < band_upper (NaN bounds: no band).
  * out[layer * PRE_WIDTH + k], k as in the enum; sums and min/max are NaN when the layer holds a
  * NaN (as torch's reductions), and include infinities. `unit_counts` is scratch of
  * threads * units int32 (per thread: which units have a value that is not saturated). Threads
  * split the batch of one layer; small layers use one thread. A dead unit is saturated in every
  * value of every example. */
 void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, int64_t units, int64_t rest, const float *pivot,
-                             int has_lower, double lower, int has_upper, double upper, int inclusive, int32_t *unit_counts,
-                             double *out, int threads) {
+                             int has_lower, double lower, int has_upper, double upper, int inclusive, double band_lower,
+                             double band_upper, int32_t *unit_counts, double *out, int threads) {
     const float lo = !has_lower ? NAN : inclusive ? nextafterf((float)lower, INFINITY) : (float)lower;
     const float hi = !has_upper ? NAN : inclusive ? nextafterf((float)upper, -INFINITY) : (float)upper;
+    const float blo = (float)band_lower, bhi = (float)band_upper;
     if (batch * units * rest < 65536) threads = 1;
     for (int64_t l = 0; l < layers; ++l) {
         const float *x = xs[l];
@@ -231,7 +238,7 @@ void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, in
             nt = omp_get_num_threads();
 #endif
             const int64_t b0 = batch * t / nt, b1 = batch * (t + 1) / nt;
-            Moments m = moments_fast(x, b0, b1, units, rest, p, lo, hi, unit_counts + (int64_t)t * units);
+            Moments m = moments_fast(x, b0, b1, units, rest, p, lo, hi, blo, bhi, unit_counts + (int64_t)t * units);
             sum += m.sum;
             sumsq += m.sumsq;
             mn = m.mn < mn ? m.mn : mn;
@@ -241,7 +248,7 @@ void gf_pre_activation_stats(const float **xs, int64_t layers, int64_t batch, in
         int64_t nonfinite = 0, nans = 0;
         if (!isfinite(sumsq)) {
             memset(unit_counts, 0, sizeof(int32_t) * (size_t)(threads * units));
-            Moments m = moments_careful(x, batch, units, rest, p, lo, hi, unit_counts, &nonfinite, &nans);
+            Moments m = moments_careful(x, batch, units, rest, p, lo, hi, blo, bhi, unit_counts, &nonfinite, &nans);
             sum = m.sum, sumsq = m.sumsq, mn = m.mn, mx = m.mx, saturated = m.saturated;
         }
         int64_t dead = 0;
@@ -647,8 +654,10 @@ void gf_order_stats(const float **xs, int64_t layers, const int64_t *positions, 
  * batch without taking the GIL in between. */
 void gf_activation_stats(const float **xs, int64_t layers, const int64_t *positions, int64_t m, const int64_t *ks, int64_t nk, int64_t pivot_k,
                          uint32_t *scratch, float *picked, float *pivots, int64_t batch, int64_t units, int64_t rest, int has_lower,
-                         double lower, int has_upper, double upper, int inclusive, int32_t *unit_counts, double *out, int threads) {
+                         double lower, int has_upper, double upper, int inclusive, double band_lower, double band_upper,
+                         int32_t *unit_counts, double *out, int threads) {
     gf_order_stats(xs, layers, positions, m, ks, nk, scratch, picked);
     for (int64_t l = 0; l < layers; ++l) pivots[l] = picked[l * nk + pivot_k];
-    gf_pre_activation_stats(xs, layers, batch, units, rest, pivots, has_lower, lower, has_upper, upper, inclusive, unit_counts, out, threads);
+    gf_pre_activation_stats(xs, layers, batch, units, rest, pivots, has_lower, lower, has_upper, upper, inclusive, band_lower, band_upper,
+                            unit_counts, out, threads);
 }
