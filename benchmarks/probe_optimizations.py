@@ -28,15 +28,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-import probe_overhead
-from _models import deep_tanh_mlp, fig1_mlp
-from probe_overhead import compare, gpt2_like
-
 import gradientflow.probe.kept as kept
 import gradientflow.probe.native as native
 import gradientflow.probe.pending as pending
 import gradientflow.probe.weights as weights
+import probe_overhead
+from _models import deep_tanh_mlp, fig1_mlp
 from gradientflow import Probe
+from probe_overhead import compare, gpt2_like
 
 
 @contextlib.contextmanager

@@ -28,7 +28,8 @@ def _layers(shape: tuple[int, ...], count: int, seed: int, scale: float = 3.0) -
 
 @needs_native
 @pytest.mark.parametrize(
-    "activation", ["sigmoid", "tanh", "relu", "hardtanh", "elu", "linear", "gelu", "gelu_tanh", "silu", "mish", "hardswish"]
+    "activation",
+    ["sigmoid", "tanh", "relu", "hardtanh", "elu", "linear", "gelu", "gelu_tanh", "silu", "mish", "hardswish"],
 )
 @pytest.mark.parametrize("shape", [(8, 12, 1), (60, 100, 1), (16, 4, 49)], ids=["tiny", "sampled-dense", "conv"])
 def test_native_pre_activation_stats_match_torch(activation: str, shape: tuple[int, int, int]) -> None:
