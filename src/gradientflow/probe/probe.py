@@ -171,7 +171,7 @@ class Probe:
         self._amp = GradScaleTracker(scaler, flush_every) if scaler is not None else None
         #: steps the grad scaler skipped (inf/NaN gradients): their rows are left out of the table
         self.skipped_steps: list[int] = []
-        self._reducer = RankReducer(self._raw_columns, self.percentiles) if resolve_distributed(distributed) else None
+        self._reducer = RankReducer(self._layout) if resolve_distributed(distributed) else None
         self._reset_captures()
 
     # ------------------------------------------------------------------ lifecycle
