@@ -7,12 +7,15 @@ makes the probe cheap: an ``.item()`` per layer per step would sync the device e
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
+
+if TYPE_CHECKING:
+    from .layout import RowLayout
 
 __all__ = ["RowInfo", "StatsBuffer"]
 
@@ -147,12 +150,10 @@ def frame_from_drain(
     steps: list[int],
     present: list[set[int]],
     rows: list[RowInfo],
-    raw_columns: tuple[str, ...],
-    derive: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
-    columns: tuple[str, ...],
+    layout: RowLayout,
 ) -> pd.DataFrame:
-    """Return the drained statistics as a table: one row per (step, layer) present, id columns first,
-    then `columns` computed by `derive` from the raw columns."""
+    """Return the drained statistics ``(slots, rows, len(layout.raw))`` as a table: one row per
+    (step, layer) present, id columns first, then ``layout.published`` as `layout.derive` gives them."""
     slot_index: list[int] = []
     row_index: list[int] = []
     for slot, row_ids in enumerate(present):
@@ -162,10 +163,9 @@ def frame_from_drain(
     if slot_index:
         values = host[np.asarray(slot_index, dtype=np.int64), np.asarray(row_index, dtype=np.int64)].astype(np.float64)
     else:
-        values = np.empty((0, len(raw_columns)), dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        derived = derive({name: values[:, i] for i, name in enumerate(raw_columns)})
-    frame = pd.DataFrame({name: np.broadcast_to(derived[name], (len(values),)) for name in columns})
+        values = np.empty((0, len(layout.raw)), dtype=np.float64)
+    derived = layout.derive({name: values[:, i] for i, name in enumerate(layout.raw)})
+    frame = pd.DataFrame({name: np.broadcast_to(derived[name], (len(values),)) for name in layout.published})
     ids = pd.DataFrame(
         {
             "step": np.asarray([steps[s] for s in slot_index], dtype=np.int64),

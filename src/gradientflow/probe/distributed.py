@@ -26,7 +26,6 @@ other ranks may never arrive); the unflushed rows are then dropped with a warnin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +35,7 @@ from torch import nn
 
 from ..errors import ProbeError
 from .buffer import RowInfo
+from .layout import RowLayout
 
 __all__ = ["resolve_distributed", "unwrap_data_parallel", "RankReducer", "Drained"]
 
@@ -69,11 +69,10 @@ def unwrap_data_parallel(model: nn.Module) -> nn.Module:
 class RankReducer:
     """Gathers each flush's statistics on rank 0 and combines them (see the module doc)."""
 
-    def __init__(self, raw_columns: Sequence[str], percentiles: Sequence[float]) -> None:
+    def __init__(self, layout: RowLayout) -> None:
         self.rank = torch.distributed.get_rank()
         self.world = torch.distributed.get_world_size()
-        self.columns = tuple(raw_columns)
-        self.percentiles = tuple(percentiles)
+        self.layout = layout  # the raw columns of the buffers it combines
         self._group: Any = None
         # per recorded slot: layer -> per-unit data that counts alone cannot combine, on the device
         self._units: dict[int, dict[str, tuple[torch.Tensor, ...]]] = {}
@@ -148,7 +147,7 @@ class RankReducer:
         return out.astype(host.dtype)
 
     def _columns_combined(self, v: np.ndarray) -> np.ndarray:
-        col = {name: i for i, name in enumerate(self.columns)}
+        col = self.layout.positions
         out: np.ndarray = v[0].copy()  # rank 0's, for what is the same on every rank (units, weights, BN parameters)
         with np.errstate(invalid="ignore", divide="ignore"):
             for name in _SUMMED:
@@ -164,7 +163,7 @@ class RankReducer:
             out[..., col["pre_min"]] = v[..., col["pre_min"]].min(axis=0)
             out[..., col["pre_max"]] = v[..., col["pre_max"]].max(axis=0)
             out[..., col["dead_count"]] = v[..., col["dead_count"]].min(axis=0)  # refined per unit below
-            for i, q in enumerate(self.percentiles):
+            for i, q in enumerate(self.layout.percentiles):
                 low, high = v[..., col[f"q_low_{i}"]], v[..., col[f"q_high_{i}"]]
                 position = q / 100.0 * (v[..., col["n_sample"]] - 1)
                 value = (low + (high - low) * (position - np.floor(position))).mean(axis=0)
@@ -174,7 +173,7 @@ class RankReducer:
         return out
 
     def _per_unit(self, out: np.ndarray, gathered: list[Any], steps: list[int], index: dict[str, int]) -> None:
-        col = {name: i for i, name in enumerate(self.columns)}
+        col = self.layout.positions
         for slot in range(len(steps)):
             layers = set(gathered[0][4].get(slot, {}))
             for layer in layers:

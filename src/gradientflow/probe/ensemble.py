@@ -19,41 +19,23 @@ import pandas as pd
 import torch
 
 from ..errors import ProbeError
-from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
+from ..records import DEFAULT_PERCENTILES
 from .activations import SaturationRule
 from .buffer import RowInfo, frame_from_drain
+from .layout import BN_RAW, WEIGHT_RAW, RowLayout
 from .schedule import Schedule, as_schedule
 from .stats import (
     RAW_GRADIENT,
     batch_moments_per_unit,
-    derive,
     raw_columns,
     raw_gradient_stats,
     raw_pre_activation_stats,
 )
 from .weights import UPDATE_SAMPLE_LIMIT, update_positions  # the same entries a lone run's WeightTracker samples
 
-__all__ = ["EnsembleProbe", "EnsembleWeightTracker", "norm_raw", "WEIGHT_RAW", "BN_RAW"]
+__all__ = ["EnsembleProbe", "EnsembleWeightTracker", "norm_raw"]
 
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
-#: Raw weight columns, as `Probe` keeps them: norm before the step, gradient norm, update norm and
-#: the norm of the tracked entries before the step (their ratio is the update ratio).
-WEIGHT_RAW: tuple[str, ...] = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
-BN_RAW: tuple[str, ...] = (
-    "bn_input_mean",
-    "bn_input_var",
-    "bn_gamma_norm",
-    "bn_beta_norm",
-    "bn_running_mean_norm",
-    "bn_running_var_mean",
-)
-
-
-def _published_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
-    # the same column order as Probe.frame(): the default percentile columns replaced by the chosen ones
-    default = {percentile_column(q) for q in DEFAULT_PERCENTILES}
-    rest = tuple(c for c in LAYER_STAT_COLUMNS[4:] if c not in default)
-    return tuple(LAYER_STAT_COLUMNS[:4]) + tuple(percentile_column(q) for q in percentiles) + rest
 
 
 def _member_norms(tensor: torch.Tensor) -> torch.Tensor:
@@ -107,7 +89,7 @@ class EnsembleWeightTracker:
             self._before_norms = [n.index_select(0, index) for n in self._before_norms]
 
     def measure(self, weights: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
-        """Return per weight a ``(members, 4)`` tensor of `WEIGHT_RAW` (NaN for the update without a snapshot)."""
+        """Return per weight a ``(members, 4)`` tensor of layout.WEIGHT_RAW (NaN for the update without a snapshot)."""
         out = []
         after = self._tracked(weights)
         for i, (weight, grad) in enumerate(zip(weights, grads)):
@@ -150,9 +132,10 @@ class EnsembleProbe:
         self.percentiles = tuple(float(q) for q in percentiles)
         self.flush_every = flush_every
         self.max_percentile_samples = max_percentile_samples
-        self.columns = _published_columns(self.percentiles)
-        self.raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + WEIGHT_RAW + BN_RAW
-        self._col = {name: i for i, name in enumerate(self.raw_columns)}
+        # the layout of a lone Probe with these percentiles: a member's rows read as that probe's
+        self.layout = RowLayout(self.percentiles)
+        self.columns = self.layout.published
+        self.raw_columns = self.layout.raw
         self._row = {row.layer: row.index for row in self.rows}
         self._steps: list[int] = []
         self._values: list[torch.Tensor] = []  # per recorded step: (rows, members, raw columns)
@@ -160,10 +143,6 @@ class EnsembleProbe:
     def records(self, step: int) -> bool:
         """Return True when `step` is one the schedule records."""
         return bool(self.schedule(step))
-
-    def _columns(self, names: Sequence[str]) -> slice:
-        start = self._col[names[0]]
-        return slice(start, start + len(names))
 
     def record(
         self,
@@ -175,17 +154,17 @@ class EnsembleProbe:
         """Compute and keep one step's statistics.
 
         `activations`: (row name, saturation rule, pre-activation, its gradient or None), tensors
-        ``(members, batch, units)``; `weights`: (row name, ``(members, 4)`` of `WEIGHT_RAW`);
-        `norms`: (BatchNorm row name, ``(members, 6)`` of `BN_RAW`).
+        ``(members, batch, units)``; `weights`: (row name, ``(members, 4)`` of layout.WEIGHT_RAW);
+        `norms`: (BatchNorm row name, ``(members, 6)`` of layout.BN_RAW).
         """
         members = len(self.sinks)
         values = torch.full((len(self.rows), members, len(self.raw_columns)), math.nan)
         with torch.no_grad():
             self._record_activations(values, activations)
             for name, raw in weights:
-                values[self._row[name], :, self._columns(WEIGHT_RAW)] = raw.float().cpu()
+                values[self._row[name], :, self.layout.span(WEIGHT_RAW)] = raw.float().cpu()
             for name, raw in norms:
-                values[self._row[name], :, self._columns(BN_RAW)] = raw.float().cpu()
+                values[self._row[name], :, self.layout.span(BN_RAW)] = raw.float().cpu()
         self._steps.append(step)
         self._values.append(values)
         if len(self._steps) >= self.flush_every:
@@ -218,13 +197,6 @@ class EnsembleProbe:
             width = len(pre) + (len(RAW_GRADIENT) if has_grad else 0)
             values[rows, :, :width] = raw
 
-    def _derive(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = derive(raw, self.percentiles)
-        out["update_ratio"] = raw["update_norm"] / raw["tracked_weight_norm"]
-        for name in ("weight_norm", "weight_grad_norm", *BN_RAW):
-            out[name] = raw[name]
-        return out
-
     def flush(self) -> None:
         """Hand every member's rows recorded since the last flush to its sink."""
         if not self._steps:
@@ -239,9 +211,7 @@ class EnsembleProbe:
                 steps,
                 present,
                 self.rows,
-                self.raw_columns,
-                self._derive,
-                self.columns,
+                self.layout,
             )
             sink(frame, None)
 
@@ -258,7 +228,7 @@ class EnsembleProbe:
 def norm_raw(
     x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor
 ) -> torch.Tensor:
-    """`BN_RAW` of each member of a BatchNorm layer: ``(members, 6)``.
+    """layout.BN_RAW of each member of a BatchNorm layer: ``(members, 6)``.
 
     `x` is the layer's input ``(members, batch, features)``; the others are ``(members, features)``.
     """

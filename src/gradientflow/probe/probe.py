@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import ProbeError
-from ..records import DEFAULT_PERCENTILES, LAYER_STAT_COLUMNS, percentile_column
+from ..records import DEFAULT_PERCENTILES
 from .amp import GradScaleTracker, check_grad_scaler
 from .batchnorm import BN_COLUMNS, Moments, batch_statistics, batchnorm_row, pooled_moments, pooled_unit_moments
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
@@ -30,18 +30,18 @@ from .devices import module_device
 from .distributed import RankReducer, resolve_distributed, unwrap_data_parallel
 from .histograms import HistogramRecorder
 from .kept import KeptTensors
+from .layout import WEIGHT_RAW, RowLayout
 from .pending import PendingActivations
 from .rules import SaturationRule, rule_for_name
 from .schedule import Schedule, as_schedule
 from .selection import Role, select_modules
-from .stats import RAW_GRADIENT, as_units_layout, derive, raw_columns
+from .stats import RAW_GRADIENT, as_units_layout
 from .weights import WeightTracker
 
 __all__ = ["Probe", "tap", "NoActivationWarning"]
 
 _ACTIVE: list[Probe] = []
 Sink = Callable[[pd.DataFrame, "pd.DataFrame | None"], None]
-_WEIGHT_RAW = ("weight_norm", "weight_grad_norm", "update_norm", "tracked_weight_norm")
 
 
 class NoActivationWarning(UserWarning):
@@ -58,13 +58,6 @@ def tap(tensor: torch.Tensor, name: str, activation: str = "linear") -> torch.Te
     for probe in _ACTIVE:
         probe.tap(tensor, name, activation)
     return tensor
-
-
-def _stat_columns(percentiles: Sequence[float]) -> tuple[str, ...]:
-    default = {percentile_column(q) for q in DEFAULT_PERCENTILES}
-    head = tuple(c for c in LAYER_STAT_COLUMNS[:4])
-    rest = tuple(c for c in LAYER_STAT_COLUMNS[4:] if c not in default)
-    return head + tuple(percentile_column(q) for q in percentiles) + rest
 
 
 class Probe:
@@ -142,9 +135,10 @@ class Probe:
         self.unit_dim = unit_dim
         self.max_percentile_samples = max_percentile_samples
         self.sink, self.keep = sink, keep
-        self.columns = _stat_columns(self.percentiles)
-        self._raw_columns = raw_columns(self.percentiles) + RAW_GRADIENT + _WEIGHT_RAW + BN_COLUMNS
-        self._col = {name: i for i, name in enumerate(self._raw_columns)}
+        self._layout = RowLayout(self.percentiles)
+        self.columns = self._layout.published
+        self._raw_columns = self._layout.raw
+        self._col = self._layout.positions
         self._selection = select_modules(model, layers, saturation_eps)
         self._weights = self._selection.weights()
         self._modules_by_name = {name: module for module, name in self._weights.items()}
@@ -177,7 +171,7 @@ class Probe:
         self._amp = GradScaleTracker(scaler, flush_every) if scaler is not None else None
         #: steps the grad scaler skipped (inf/NaN gradients): their rows are left out of the table
         self.skipped_steps: list[int] = []
-        self._reducer = RankReducer(self._raw_columns, self.percentiles) if resolve_distributed(distributed) else None
+        self._reducer = RankReducer(self._layout) if resolve_distributed(distributed) else None
         self._reset_captures()
 
     # ------------------------------------------------------------------ lifecycle
@@ -451,7 +445,7 @@ class Probe:
             self._weight_tracker.forget()
         # when the next step is recorded too, the update pass keeps the weights as its snapshot
         values = self._weight_tracker.measure(modules, keep_next=self.schedule(self._step + 1))
-        self._write(slot, keys, _WEIGHT_RAW, values)
+        self._write(slot, keys, WEIGHT_RAW, values)
 
     def _record_batchnorm(self, slot: int) -> None:
         for key, calls in self._bn_inputs.items():
@@ -516,15 +510,8 @@ class Probe:
         if self.keep and histograms is not None:
             self._histogram_frames.append(histograms)
 
-    def _derive(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = derive(raw, self.percentiles)
-        out["update_ratio"] = raw["update_norm"] / raw["tracked_weight_norm"]
-        for name in ("weight_norm", "weight_grad_norm", *BN_COLUMNS):
-            out[name] = raw[name]
-        return out
-
     def _frame_of(self, drained: tuple[np.ndarray, list[int], list[set[int]]]) -> pd.DataFrame:
-        return frame_from_drain(*drained, self._row_list, self._raw_columns, self._derive, self.columns)
+        return frame_from_drain(*drained, self._row_list, self._layout)
 
     def frame(self) -> pd.DataFrame:
         """Return every recorded row kept so far: one row per (step, layer), columns as in records.LAYER_ID_COLUMNS + stats."""

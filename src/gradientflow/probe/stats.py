@@ -388,7 +388,8 @@ def derive(raw: dict[str, np.ndarray], percentiles: Sequence[float]) -> dict[str
 
     pre_mean = pivot + sum(x - pivot)/n; pre_std = sqrt(|x - pivot|^2/n - (sum/n)^2); percentiles
     interpolate linearly between the sorted sample's neighbours (numpy's default method);
-    grad_rms = |g| / sqrt(n); update_ratio = |W_after - W_before| / |W_before| on the tracked entries.
+    grad_rms = |g| / sqrt(n). The activation and gradient columns only: the weight and BatchNorm
+    columns (update_ratio among them) are layout.RowLayout.derive's.
     """
     n = raw["n"]
     offset = raw["centered_sum"] / n
