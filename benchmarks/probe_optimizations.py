@@ -7,7 +7,6 @@ An optimization pays when the ratio without it is clearly higher than with every
 
     python benchmarks/probe_optimizations.py [--quick] [--cases a,mid,gpt2]
 
-- background thread: `Probe(background=False)`: small layers' C passes run on the calling thread;
 - deferral: `pending.DEFER_STEPS = 1`: every recorded step's statistics are computed at its end;
 - retain_grad: `kept.RETAIN_LIMIT = -1`: every pre-activation's gradient comes through a tensor hook;
 - snapshot reuse: `measure(keep_next=False)`: the weights are copied again at each recorded forward;
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,9 +30,7 @@ import gradientflow.probe.kept as kept
 import gradientflow.probe.native as native
 import gradientflow.probe.pending as pending
 import gradientflow.probe.weights as weights
-import probe_overhead
 from _models import deep_tanh_mlp, fig1_mlp
-from gradientflow import Probe
 from probe_overhead import compare, gpt2_like
 
 
@@ -58,13 +54,8 @@ def _without_snapshot_reuse() -> contextlib.AbstractContextManager[None]:
     return patched(weights.WeightTracker, "measure", measure_fresh)
 
 
-def _probe_without_background() -> contextlib.AbstractContextManager[None]:
-    return patched(probe_overhead, "Probe", functools.partial(Probe, background=False))
-
-
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "everything on": contextlib.nullcontext,
-    "no background thread": _probe_without_background,
     "no deferral": lambda: patched(pending, "DEFER_STEPS", 1),
     "no retain_grad": lambda: patched(kept, "RETAIN_LIMIT", -1),
     "no snapshot reuse": _without_snapshot_reuse,

@@ -85,8 +85,8 @@ class Probe:
             (features of (batch, sequence, features)), Conv/BatchNorm's channels (dimension 1).
         sink: called with each flushed chunk ``(stats, histograms or None)``, e.g. a store writer.
         keep: keep flushed chunks in memory for `frame()` (set False with a sink for long runs).
-        background: on the CPU, compute small layers' activation statistics on one background
-            thread while training goes on (same numbers; False computes them on the calling thread).
+        background: ignored, deprecated (a background thread for small layers' statistics was
+            measured to give no gain and removed); passing it warns.
         grad_scaler: the ``torch.amp.GradScaler`` of a mixed-precision loop: gradients are recorded
             unscaled, and steps the scaler skipped (inf/NaN) are left out and listed in
             `skipped_steps`. Call ``probe.step()`` after ``scaler.step(optimizer)``.
@@ -113,7 +113,7 @@ class Probe:
         max_percentile_samples: int = 4096,
         sink: Sink | None = None,
         keep: bool = True,
-        background: bool = True,
+        background: bool | None = None,
         grad_scaler: torch.amp.GradScaler | None = None,
         distributed: bool | str = "auto",
     ) -> None:
@@ -163,8 +163,15 @@ class Probe:
         self._weight_tracker = WeightTracker(list(self._weights))
         self._weight_rows: tuple[int, list[nn.Module], list[str]] = (-1, [], [])  # (rows known, modules, keys)
         self._snapshot_fresh = False
+        if background is not None:
+            warnings.warn(
+                "Probe(background=...) is deprecated and has no effect: statistics are computed on the "
+                "calling thread (a background thread measured no gain); remove the argument",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self._pending = PendingActivations(
-            self.percentiles, max_percentile_samples, 1 if unit_dim is None else unit_dim, background
+            self.percentiles, max_percentile_samples, 1 if unit_dim is None else unit_dim
         )
         self._kept = KeptTensors()
         scaler = check_grad_scaler(grad_scaler)
@@ -211,8 +218,7 @@ class Probe:
                 module.training = training
         finally:
             self._reset_captures()
-            for slots, keys, columns, values in self._pending.close():  # also stops its background thread
-                self._write(slots, keys, columns, values)
+            self._compute_pending()
             self.flush()
 
     @property
@@ -430,8 +436,8 @@ class Probe:
         if self._pending.end_step():
             self._compute_pending()
 
-    def _compute_pending(self, wait: bool = False) -> None:
-        for slots, keys, columns, values in self._pending.results(wait):
+    def _compute_pending(self) -> None:
+        for slots, keys, columns, values in self._pending.results():
             self._write(slots, keys, columns, values)
 
     def _record_weights(self, slot: int) -> None:
@@ -462,7 +468,7 @@ class Probe:
                 self._histograms.to(device)
 
     def _drop_unreduced(self) -> None:
-        self._compute_pending(wait=True)
+        self._compute_pending()
         steps = self._buffer.drain()[1]
         if self._histograms is not None:
             self._histograms.drain(self._row_list)
@@ -483,7 +489,7 @@ class Probe:
         `frame()` asks: building a DataFrame costs milliseconds, which would otherwise land on the
         training step that flushes.
         """
-        self._compute_pending(wait=True)
+        self._compute_pending()
         if self._buffer.used == 0 and (self._histograms is None or self._histograms.used == 0):
             return
         drained = self._buffer.drain()

@@ -198,9 +198,8 @@ def _plan(
 
 
 class PreActivationJob:
-    """`raw_pre_activation_stats_of` in three parts, so that its C pass can run on another thread:
-    the constructor prepares the call (here), `run` makes it (any thread: one C call, which
-    releases the GIL; nothing else), `table` reads the result (here, after `run`).
+    """`raw_pre_activation_stats_of` in three parts: the constructor prepares the C call, `run`
+    makes it (one call), `table` reads the result (after `run`).
 
     Without the C library (or for a rule the C pass does not know) `run` does nothing and
     `table` computes with torch.

@@ -1,4 +1,4 @@
-"""The cheap paths of every-step recording: the background thread for small layers' statistics, and
+"""The cheap paths of every-step recording: small layers' statistics deferred over several steps, and
 the weight snapshot that one step's update pass keeps for the next step."""
 
 from __future__ import annotations
@@ -17,34 +17,33 @@ from .conftest import fixed_mlp, train_steps
 needs_native = pytest.mark.skipif(native.library() is None, reason="no C compiler: the native path is unavailable")
 
 
-def _frame(background: bool, steps: int, activation: nn.Module | None = None) -> pd.DataFrame:
+def _frame(steps: int, activation: nn.Module | None = None) -> pd.DataFrame:
     model = fixed_mlp(activation)
-    with Probe(model, background=background, flush_every=7) as probe:
+    with Probe(model, flush_every=7) as probe:
         train_steps(model, probe, steps=steps)
     return probe.frame()
 
 
 @needs_native
-def test_background_statistics_equal_those_computed_in_the_training_thread() -> None:
-    # sigmoid and tanh layers of the same shape form two groups of one batch: each must keep its
-    # own results while both wait for the background thread
+def test_deferred_statistics_equal_those_computed_at_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # sigmoid and tanh layers of the same shape form two groups of one deferred batch: each must
+    # keep its own results, in its own steps' slots, across flushes that cut through the batch
     steps = 2 * pending.DEFER_STEPS + 3
-    with_thread = _frame(True, steps, nn.Tanh())
-    without = _frame(False, steps, nn.Tanh())
-    assert len(with_thread) == len(without) == steps * 5
-    assert set(with_thread["activation"].dropna()) == {"sigmoid", "tanh"}
-    pd.testing.assert_frame_equal(with_thread, without)
+    deferred = _frame(steps, nn.Tanh())
+    monkeypatch.setattr(pending, "DEFER_STEPS", 1)
+    at_once = _frame(steps, nn.Tanh())
+    assert len(deferred) == len(at_once) == steps * 5
+    assert set(deferred["activation"].dropna()) == {"sigmoid", "tanh"}
+    pd.testing.assert_frame_equal(deferred, at_once)
 
 
-@needs_native
-def test_an_error_in_the_background_thread_reaches_the_training_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(self: object) -> None:
-        raise RuntimeError("statistics failed in the background")
-
-    monkeypatch.setattr(pending._Batch, "run", fail)
+def test_the_removed_background_argument_warns_and_changes_nothing() -> None:
     model = fixed_mlp()
-    with pytest.raises(RuntimeError, match="statistics failed in the background"), Probe(model) as probe:
-        train_steps(model, probe, steps=pending.DEFER_STEPS + 1)
+    with pytest.warns(DeprecationWarning, match=r"background=\.\.\.\) is deprecated and has no effect"):
+        probe = Probe(model, background=False)
+    with probe:
+        train_steps(model, probe, steps=3)
+    pd.testing.assert_frame_equal(probe.frame(), _frame(3))
 
 
 def _weights_by_hand(model: nn.Sequential, steps: int, shrink_after: int) -> tuple[list[float], list[float]]:
