@@ -148,6 +148,46 @@ def test_native_weight_tracker_matches_torch(sample_limit: int, keep_next: bool)
     np.testing.assert_allclose(run(True), run(False), rtol=1e-5)
 
 
+@needs_native
+@pytest.mark.parametrize("keep_next", [False, True], ids=["snapshot-each-step", "kept-by-the-update-pass"])
+def test_native_weight_passes_split_across_threads_match_torch(keep_next: bool) -> None:
+    # 300 x 400 and 70,001 entries: passes split into PyTorch's chunks (grain 32,768), uneven last chunk
+    torch.manual_seed(0)
+    modules = [nn.Linear(400, 300), nn.Linear(70_001, 1)]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+
+        def run(use_native: bool) -> np.ndarray:
+            tracker = WeightTracker(modules)
+            if not use_native:
+                tracker._native = None
+            torch.manual_seed(1)  # the same gradients for both runs
+            rows = []
+            for step in range(3):
+                tracker.snapshot()
+                for m in modules:
+                    m.weight.grad = torch.randn_like(m.weight)
+                    with torch.no_grad():
+                        m.weight.add_(m.weight.grad, alpha=-0.1 * (step + 1))
+                rows.append(tracker.measure(modules, keep_next=keep_next).numpy().copy())
+            return np.stack(rows)
+
+        state = [m.weight.detach().clone() for m in modules]
+        fast = run(True)
+        with torch.no_grad():
+            for m, w in zip(modules, state):
+                m.weight.copy_(w)
+        slow = run(False)
+        grads = [torch.randn(300 * 400) * 1e-3, torch.randn(70_001)]
+        sums = np.stack([stats.raw_gradient_stats_of([g], threads=2).numpy()[0] for g in grads])
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_allclose(fast, slow, rtol=1e-5)
+    reference = np.array([[g.double().sum().item(), g.double().norm().item()] for g in grads])
+    np.testing.assert_allclose(sums, reference, rtol=1e-5, atol=1e-6)
+
+
 def test_probe_frames_agree_with_and_without_the_native_library(monkeypatch: pytest.MonkeyPatch) -> None:
     def frame() -> object:
         model = fixed_mlp()

@@ -310,11 +310,39 @@ static inline void span_change(const float *now, const float *old, int64_t n, do
     *tracked += dt;
 }
 
+/* Threads for a pass over one weight or gradient of `size` entries, split as PyTorch's
+ * at::parallel_for splits it (grain 32768, chunks of ceil(size / tasks)): the optimizer's and
+ * autograd's kernels just wrote those chunks from those threads, so each thread reads what is
+ * already in its own core's cache (read from one thread, the other core's half of a small MLP's
+ * weights made the probe's weight pass several times slower than in isolation). */
+#define TORCH_GRAIN 32768
+static inline int torch_tasks(int64_t size, int threads) {
+    const int64_t tasks = (size + TORCH_GRAIN - 1) / TORCH_GRAIN;
+    return threads < 1 ? 1 : tasks < threads ? (int)(tasks < 1 ? 1 : tasks) : threads;
+}
+
+/* This thread's chunk [*b, *e) of [0, size) in a parallel region of torch_tasks(size) threads. */
+static inline void torch_chunk(int64_t size, int64_t *b, int64_t *e) {
+    int t = 0, nt = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    nt = omp_get_num_threads();
+#endif
+    const int64_t chunk = (size + nt - 1) / nt;
+    *b = chunk * t < size ? chunk * t : size;
+    *e = *b + chunk < size ? *b + chunk : size;
+}
+
 /* Sum and sum of squares of x[0..n): spans of FOLD elements, split across threads when large. */
 static void sum_sumsq(const float *x, int64_t n, double *sum_out, double *sumsq_out, int threads) {
     double sum = 0.0, sumsq = 0.0;
-#pragma omp parallel for num_threads(threads) if (threads > 1 && n >= 262144) reduction(+ : sum, sumsq) schedule(static)
-    for (int64_t k0 = 0; k0 < n; k0 += FOLD) span_sum_sumsq(x + k0, (k0 + FOLD < n ? k0 + FOLD : n) - k0, &sum, &sumsq);
+    const int tasks = torch_tasks(n, threads);
+#pragma omp parallel num_threads(tasks) if (tasks > 1) reduction(+ : sum, sumsq)
+    {
+        int64_t b, e;
+        torch_chunk(n, &b, &e);
+        for (int64_t k0 = b; k0 < e; k0 += FOLD) span_sum_sumsq(x + k0, (k0 + FOLD < e ? k0 + FOLD : e) - k0, &sum, &sumsq);
+    }
     *sum_out = sum;
     *sumsq_out = sumsq;
 }
@@ -368,12 +396,17 @@ void gf_snapshot(const float **src, float **dst, const int64_t *n, const int64_t
         double sumsq = 0.0;
         if (positions[i] == NULL) {
             /* copy and measure in one pass over the weight */
-#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : sumsq) schedule(static)
-            for (int64_t k0 = 0; k0 < size; k0 += FOLD) {
-                const int64_t n_span = (k0 + FOLD < size ? k0 + FOLD : size) - k0;
-                double unused = 0.0;
-                memcpy(keep + k0, w + k0, sizeof(float) * (size_t)n_span);
-                span_sum_sumsq(keep + k0, n_span, &unused, &sumsq);
+            const int tasks = torch_tasks(size, threads);
+#pragma omp parallel num_threads(tasks) if (tasks > 1) reduction(+ : sumsq)
+            {
+                int64_t b, e;
+                torch_chunk(size, &b, &e);
+                for (int64_t k0 = b; k0 < e; k0 += FOLD) {
+                    const int64_t n_span = (k0 + FOLD < e ? k0 + FOLD : e) - k0;
+                    double unused = 0.0;
+                    memcpy(keep + k0, w + k0, sizeof(float) * (size_t)n_span);
+                    span_sum_sumsq(keep + k0, n_span, &unused, &sumsq);
+                }
             }
         } else {
 #pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : sumsq) schedule(static)
@@ -427,13 +460,23 @@ void gf_update(const float **w, float **before, const float **grad, const int64_
         const float *now = w[i];
         float *old = before[i];
         if (positions[i] == NULL && keep != NULL) {
-#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : change, tracked, norm) schedule(static)
-            for (int64_t k0 = 0; k0 < size; k0 += FOLD)
-                span_change_keep(now + k0, old + k0, (k0 + FOLD < size ? k0 + FOLD : size) - k0, &change, &tracked, &norm);
+            const int tasks = torch_tasks(size, threads);
+#pragma omp parallel num_threads(tasks) if (tasks > 1) reduction(+ : change, tracked, norm)
+            {
+                int64_t b, e;
+                torch_chunk(size, &b, &e);
+                for (int64_t k0 = b; k0 < e; k0 += FOLD)
+                    span_change_keep(now + k0, old + k0, (k0 + FOLD < e ? k0 + FOLD : e) - k0, &change, &tracked, &norm);
+            }
         } else if (positions[i] == NULL) {
-#pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : change, tracked) schedule(static)
-            for (int64_t k0 = 0; k0 < size; k0 += FOLD)
-                span_change(now + k0, old + k0, (k0 + FOLD < size ? k0 + FOLD : size) - k0, &change, &tracked);
+            const int tasks = torch_tasks(size, threads);
+#pragma omp parallel num_threads(tasks) if (tasks > 1) reduction(+ : change, tracked)
+            {
+                int64_t b, e;
+                torch_chunk(size, &b, &e);
+                for (int64_t k0 = b; k0 < e; k0 += FOLD)
+                    span_change(now + k0, old + k0, (k0 + FOLD < e ? k0 + FOLD : e) - k0, &change, &tracked);
+            }
         } else {
             /* one pass: each span's norm (for the next snapshot) and its tracked entries, in cache */
 #pragma omp parallel for num_threads(threads) if (threads > 1 && size >= 262144) reduction(+ : change, tracked, norm) schedule(static)
