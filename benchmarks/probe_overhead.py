@@ -179,6 +179,15 @@ def main() -> None:
         int(10 * scale) or 3,
         5,
     )
+    compare(
+        "(e) 6 x 512 tanh + BatchNorm, batch 256",
+        lambda: deep_tanh_mlp(True, depth=6, width=512),
+        wide_x,
+        wide_y,
+        1,
+        int(40 * scale) or 8,
+        8,
+    )
     image_x, image_y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
     compare("(c) 3-conv CNN, BatchNorm, ReLU, batch 128", small_cnn, image_x, image_y, 1, int(20 * scale) or 4, 12)
     compare_transformers(scale)
