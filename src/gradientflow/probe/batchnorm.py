@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
@@ -16,8 +14,6 @@ __all__ = [
     "batchnorm_row",
     "batch_statistics",
     "saved_batch_statistics",
-    "resolve_moments",
-    "Saved",
     "pooled_moments",
     "pooled_unit_moments",
     "Moments",
@@ -42,7 +38,7 @@ def batchnorm_row(module: nn.Module, moments: torch.Tensor | np.ndarray) -> torc
 
     On the CPU the row is built in numpy; elsewhere it stays on the module's device (no host sync:
     the values reach the host with the rest of the buffer at the flush)."""
-    parts = [_tensor(module, name) for name in ("weight", "bias", "running_mean", "running_var")]
+    parts = [getattr(module, name, None) for name in ("weight", "bias", "running_mean", "running_var")]
     on_cpu = isinstance(moments, np.ndarray) or moments.device.type == "cpu"
     if on_cpu and all(p is None or p.device.type == "cpu" for p in parts):
         # numpy: a few microseconds instead of a dispatch per value (and torch.tensor(list) alone costs tens)
@@ -56,14 +52,6 @@ def batchnorm_row(module: nn.Module, moments: torch.Tensor | np.ndarray) -> torc
             row[0, 5] = float(running_var.sum()) / running_var.size
         return torch.from_numpy(row)
     return _row_on_device(parts, moments)
-
-
-def _tensor(module: nn.Module, name: str) -> torch.Tensor | None:
-    # the parameter and buffer dicts first: nn.Module.__getattr__ costs microseconds per call
-    found: torch.Tensor | None = module._parameters.get(name, None)
-    if found is None:
-        found = module._buffers.get(name, None)
-    return found if found is not None else getattr(module, name, None)
 
 
 def _row_on_device(parts: list[torch.Tensor | None], moments: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -81,43 +69,17 @@ def _row_on_device(parts: list[torch.Tensor | None], moments: torch.Tensor | np.
     ).unsqueeze(0)
 
 
-@dataclass(frozen=True)
-class Saved:
-    """What one BatchNorm call saved for its backward (per-unit batch mean and 1/sqrt(var + eps)),
-    kept as it is during the forward pass and turned into `Moments` at ``probe.step()``, all
-    layers together (`resolve_moments`): the float64 arithmetic of one layer costs tens of
-    microseconds of numpy calls, and the same calls serve every layer of one width at once."""
-
-    count: int  # examples per unit
-    mean: torch.Tensor
-    invstd: torch.Tensor
-    eps: float
-
-
-def batch_statistics(x: torch.Tensor, output: object) -> Moments | Saved:
-    """Return what BatchNorm's input `x` (units along dimension 1) showed: BN's own saved batch
-    statistics when it saved them (see `saved_batch_statistics`), to be resolved later, else
-    (examples per unit, per-unit batch means, per-unit biased variances) from one float64 pass
-    over `x` (eval mode). Float64; numpy on the CPU, tensors on `x`'s device elsewhere."""
+def batch_statistics(x: torch.Tensor, output: object) -> Moments:
+    """Return (examples per unit, per-unit batch means, per-unit biased variances) of BatchNorm's
+    input `x` (units along dimension 1): from what BN saved for its backward when it did (see
+    `saved_batch_statistics`), else from one float64 pass over `x` (eval mode). Float64; numpy on
+    the CPU, tensors on `x`'s device elsewhere (kept there until the flush)."""
     units = x.shape[1] if x.dim() > 1 else 1
-    saved = _saved_tensors(output) if isinstance(output, torch.Tensor) else None
+    saved = saved_batch_statistics(output) if isinstance(output, torch.Tensor) else None
     if saved is not None:
-        return Saved(x.numel() // max(units, 1), *saved)
+        return (x.numel() // max(units, 1), *saved)
     cells = x.detach().transpose(0, 1).reshape(units, -1).double()
     return cells.shape[1], _float64(cells.mean(dim=1)), _float64(cells.var(dim=1, unbiased=False))
-
-
-def _saved_tensors(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
-    node = output.grad_fn
-    try:
-        if not node._saved_training:  # type: ignore[union-attr]
-            return None
-        mean, invstd, eps = node._saved_result1, node._saved_result2, node._saved_eps  # type: ignore[union-attr]
-    except AttributeError:
-        return None
-    if mean.dim() != 1 or invstd.shape != mean.shape or mean.numel() == 0:
-        return None
-    return mean.detach(), invstd.detach(), float(eps)
 
 
 def saved_batch_statistics(
@@ -131,36 +93,21 @@ def saved_batch_statistics(
     over the largest tensors of a convolutional network. The variance is 1/invstd^2 - eps, so it
     is resolved to about 1e-7 of (variance + eps), and clipped at 0.
     """
-    saved = _saved_tensors(output)
-    if saved is None:
+    node = output.grad_fn
+    try:
+        if not node._saved_training:  # type: ignore[union-attr]
+            return None
+        mean, invstd, eps = node._saved_result1, node._saved_result2, node._saved_eps  # type: ignore[union-attr]
+    except AttributeError:
         return None
-    (resolved,) = resolve_moments([[Saved(0, *saved)]])
-    return resolved[0][1], resolved[0][2]  # type: ignore[return-value]
-
-
-def resolve_moments(layers: list[list[Moments | Saved]]) -> list[list[Moments]]:
-    """Return `layers` (per BN layer, its calls of one step) with every `Saved` turned into
-    `Moments`: variance = 1/invstd^2 - eps, clipped at 0, float64. On the CPU the saved vectors of
-    all layers of one width are resolved by one set of numpy calls; elsewhere on their device."""
-    out: list[list[Any]] = [list(calls) for calls in layers]
-    by_width: dict[int, list[tuple[int, int, Saved]]] = defaultdict(list)
-    for i, calls in enumerate(out):
-        for j, call in enumerate(calls):
-            if isinstance(call, Saved):
-                if call.mean.is_cpu and call.invstd.is_cpu:
-                    by_width[call.mean.numel()].append((i, j, call))
-                else:
-                    inverse_t = call.invstd.double()
-                    out[i][j] = (call.count, call.mean.double(), (1.0 / inverse_t**2 - call.eps).clamp(min=0.0))
-    for group in by_width.values():
-        means = torch.stack([c.mean for _, _, c in group]).numpy().astype(np.float64)
-        inverse = torch.stack([c.invstd for _, _, c in group]).numpy().astype(np.float64)
-        eps = np.array([[c.eps] for _, _, c in group])
-        with np.errstate(divide="ignore"):
-            variances = np.maximum(1.0 / (inverse * inverse) - eps, 0.0)
-        for k, (i, j, call) in enumerate(group):
-            out[i][j] = (call.count, means[k], variances[k])
-    return out
+    if mean.dim() != 1 or invstd.shape != mean.shape or mean.numel() == 0:
+        return None
+    inverse = _float64(invstd)
+    if isinstance(inverse, torch.Tensor):
+        return _float64(mean), (1.0 / inverse**2 - float(eps)).clamp(min=0.0)  # type: ignore[return-value]
+    with np.errstate(divide="ignore"):
+        variance = np.clip(1.0 / inverse**2 - float(eps), 0.0, None)
+    return _float64(mean), variance  # type: ignore[return-value]
 
 
 def _float64(t: torch.Tensor) -> np.ndarray | torch.Tensor:

@@ -22,16 +22,7 @@ from torch import nn
 from ..errors import ProbeError
 from ..records import DEFAULT_PERCENTILES
 from .amp import GradScaleTracker, check_grad_scaler
-from .batchnorm import (
-    BN_COLUMNS,
-    Moments,
-    Saved,
-    batch_statistics,
-    batchnorm_row,
-    pooled_moments,
-    pooled_unit_moments,
-    resolve_moments,
-)
+from .batchnorm import BN_COLUMNS, Moments, batch_statistics, batchnorm_row, pooled_moments, pooled_unit_moments
 from .buffer import RowInfo, StatsBuffer, frame_from_drain
 from .capture import ForwardCapture, default_units
 from .compiled import EagerWhileRecording, unwrap_compiled
@@ -274,7 +265,7 @@ class Probe:
     def _reset_captures(self) -> None:
         self._kept.close()
         self._kept = KeptTensors()
-        self._bn_inputs: dict[str, list[Moments | Saved]] = defaultdict(
+        self._bn_inputs: dict[str, list[Moments]] = defaultdict(
             list
         )  # per call: examples per unit, unit means, variances
         self._calls: dict[str, int] = defaultdict(int)
@@ -463,14 +454,10 @@ class Probe:
         self._write(slot, keys, WEIGHT_RAW, values)
 
     def _record_batchnorm(self, slot: int) -> None:
-        if not self._bn_inputs:
-            return
-        keys = list(self._bn_inputs)
-        layers = resolve_moments([self._bn_inputs[key] for key in keys])
-        rows = [batchnorm_row(self._modules_by_name[key], pooled_moments(calls)) for key, calls in zip(keys, layers)]
-        self._write(slot, keys, BN_COLUMNS, torch.cat(rows) if len(rows) > 1 else rows[0])
-        if self._reducer is not None:  # the pooled variance across ranks needs each unit's moments
-            for key, calls in zip(keys, layers):
+        for key, calls in self._bn_inputs.items():
+            module = self._modules_by_name[key]
+            self._write(slot, [key], BN_COLUMNS, batchnorm_row(module, pooled_moments(calls)))
+            if self._reducer is not None:  # the pooled variance across ranks needs each unit's moments
                 self._reducer.keep_unit_moments(slot, key, *pooled_unit_moments(calls))
 
     def _follow_device(self) -> None:
