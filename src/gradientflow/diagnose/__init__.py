@@ -8,7 +8,7 @@ from .guard import DiagnoseTimeout, Guard
 from .report import DiagnoseReport, TriedFix, UntriedFix, format_report, format_table
 from .run import DEFAULT_STEPS, diagnose
 from .session import Trace, diagnose_schedule, diagnose_setup, train_and_probe
-from .watch import GradientAlert, GradientWarning, Monitor, WatchReport, new_alerts, watch
+from .watch import GradientAlert, GradientWarning, Monitor, WatchReport, check_on_alert, new_alerts, watch
 
 __all__ = [
     "diagnose",
@@ -18,6 +18,7 @@ __all__ = [
     "GradientAlert",
     "GradientWarning",
     "new_alerts",
+    "check_on_alert",
     "DiagnoseReport",
     "TriedFix",
     "UntriedFix",

@@ -26,7 +26,7 @@ from .fixes import Fix, rank_fixes
 from .hooks import stream_taps
 from .report import format_report
 
-__all__ = ["GradientAlert", "GradientWarning", "Monitor", "WatchReport", "watch", "new_alerts"]
+__all__ = ["GradientAlert", "GradientWarning", "Monitor", "WatchReport", "watch", "new_alerts", "check_on_alert"]
 
 DENSE_STEPS = 10  # every step at first: problems at initialization show on the first records
 KEEP_RECORDS = 2000  # recorded steps kept for report(); older ones are dropped to bound memory
@@ -71,6 +71,20 @@ class WatchReport:
 OnAlert = str | Callable[[GradientAlert], Any]
 
 
+def check_on_alert(on_alert: object, *, none_allowed: bool = False) -> None:
+    """Raise ProbeError unless `on_alert` is "warn", "raise", a callable, or (`none_allowed`: the
+    training callbacks, where None turns alerts off) None."""
+    if none_allowed and on_alert is None:
+        return
+    if not (callable(on_alert) or on_alert in ("warn", "raise")):
+        allowed = (
+            "'warn', 'raise', a callable taking the GradientAlert, or None"
+            if none_allowed
+            else ("'warn', 'raise' or a callable taking the alert")
+        )
+        raise ProbeError(f"on_alert must be {allowed}, got {on_alert!r}")
+
+
 def new_alerts(frame: pd.DataFrame, thresholds: Thresholds, alerted: set[str]) -> list[GradientAlert]:
     """Return one alert per problem that the recorded rows in `frame` show and whose verdict is not
     in `alerted` yet (added to it now); none when no activation was recorded."""
@@ -98,8 +112,7 @@ class Monitor:
         thresholds: Thresholds = THRESHOLDS,
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> None:
-        if not (callable(on_alert) or on_alert in ("warn", "raise")):
-            raise ProbeError(f"on_alert must be 'warn', 'raise' or a callable taking the alert, got {on_alert!r}")
+        check_on_alert(on_alert)
         if within < 5:
             raise ProbeError(
                 f"within must be at least 5 steps (it sets how often the monitor records and checks), got {within!r}"

@@ -9,20 +9,11 @@ from typing import Any
 import pandas as pd
 
 from ..analysis.verdicts import THRESHOLDS, Thresholds
-from ..diagnose import GradientAlert, GradientWarning, new_alerts
-from ..errors import ProbeError
+from ..diagnose import GradientAlert, GradientWarning, check_on_alert, new_alerts
 
-__all__ = ["AlertJudge", "OnAlert", "check_on_alert"]
+__all__ = ["AlertJudge", "OnAlert"]
 
 OnAlert = str | Callable[[GradientAlert], Any] | None
-
-
-def check_on_alert(on_alert: OnAlert) -> None:
-    """Raise ProbeError unless `on_alert` is "warn", "raise", a callable or None (no alerts)."""
-    if not (on_alert is None or callable(on_alert) or on_alert in ("warn", "raise")):
-        raise ProbeError(
-            f"on_alert must be 'warn', 'raise', a callable taking the GradientAlert, or None, got {on_alert!r}"
-        )
 
 
 class AlertJudge:
@@ -33,7 +24,7 @@ class AlertJudge:
     """
 
     def __init__(self, on_alert: OnAlert, thresholds: Thresholds = THRESHOLDS, recent: int = 30) -> None:
-        check_on_alert(on_alert)
+        check_on_alert(on_alert, none_allowed=True)
         self.on_alert, self.thresholds, self.recent = on_alert, thresholds, recent
         self.alerts: list[GradientAlert] = []
         self._alerted: set[str] = set()

@@ -10,10 +10,11 @@ import pandas as pd
 from torch import nn
 
 from ..analysis.verdicts import THRESHOLDS, Thresholds
+from ..diagnose import check_on_alert
 from ..errors import ProbeError
 from ..probe import Probe
 from ..sinks import MultiSink, Sink
-from .alerts import AlertJudge, OnAlert, check_on_alert
+from .alerts import AlertJudge, OnAlert
 from .store_run import StoreRun
 
 __all__ = ["TrainingProbe", "CallbackResults", "DEFAULT_EVERY", "DEFAULT_CHECK_EVERY"]
@@ -46,7 +47,7 @@ class TrainingProbe:
         layers: Iterable[Any] | None = None,
         **probe_options: Any,
     ) -> None:
-        check_on_alert(on_alert)
+        check_on_alert(on_alert, none_allowed=True)
         if check_every < 1:
             raise ProbeError(f"check_every must be a positive number of optimizer steps, got {check_every!r}")
         if "model" in probe_options or "grad_scaler" in probe_options:
