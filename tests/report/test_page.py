@@ -10,6 +10,7 @@ import pytest
 from gradientflow.errors import GradientflowError
 from gradientflow.records import Finding
 from gradientflow.report import ReportData, render_report, report_html
+from gradientflow.report.explain_page import render_explain_page
 from gradientflow.store import Store
 
 from .test_tables import FINDINGS
@@ -93,3 +94,10 @@ def test_findings_come_from_the_records_only(tiny_store: Store, tmp_path: Path) 
     assert "supported" not in page.split('id="findings"')[1].split("</section>")[0]
     no_findings = render_report(tiny_store, None, tmp_path / "n.html").read_text(encoding="utf-8")
     assert 'id="findings"' not in no_findings
+
+
+def test_an_unwritable_explain_page_is_a_clean_error(tiny_store: Store, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(GradientflowError, match="cannot write the page to .*file/index.html"):
+        render_explain_page(tiny_store, [], {}, [], blocker / "index.html", title="t")

@@ -18,9 +18,8 @@ import pandas as pd
 from gradientflow.analysis.claim_records import ClaimData, ClaimResult
 from gradientflow.analysis.claims import short_answer
 from gradientflow.analysis.intervals import INTERVAL_NAME, Estimate
-from gradientflow.errors import GradientflowError
 from gradientflow.report.claim_figures import claim_figure
-from gradientflow.report.page import _DRAWN_COUNTER, _PLOT_CONFIG, html_head
+from gradientflow.report.page import _DRAWN_COUNTER, _PLOT_CONFIG, html_head, write_page
 from gradientflow.report.tables import VERDICT_CLASSES, format_number
 from gradientflow.store import Store
 
@@ -234,10 +233,4 @@ def render_explain_page(
     page = explain_html(
         results, data, runs, metrics, groups, title=title, intro_html=intro_html, source=str(store.path)
     )
-    output = Path(output)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(page, encoding="utf-8")
-    except OSError as error:
-        raise GradientflowError(f"cannot write the page to {output}: {error.strerror or error}") from error
-    return output
+    return write_page(page, output, "the page")

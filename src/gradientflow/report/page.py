@@ -223,10 +223,17 @@ def render_report(
     page = report_html(
         data, findings=findings, title=title, intro_html=intro_html, source=str(store.path), predicted=predicted
     )
+    return write_page(page, output, "the report")
+
+
+def write_page(page: str, output: str | Path, what: str) -> Path:
+    """Write the HTML `page` to `output` (its folder made if needed); return the path.
+
+    Raises GradientflowError naming `what` ("the report", "the page") and the reason when it cannot."""
     output = Path(output)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(page, encoding="utf-8")
     except OSError as error:
-        raise GradientflowError(f"cannot write the report to {output}: {error.strerror or error}") from error
+        raise GradientflowError(f"cannot write {what} to {output}: {error.strerror or error}") from error
     return output
