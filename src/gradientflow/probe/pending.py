@@ -21,7 +21,7 @@ import torch
 
 from . import native
 from .activations import SaturationRule
-from .stats import RAW_GRADIENT, GradientJob, PreActivationJob, raw_columns
+from .stats import RAW_GRADIENT, raw_columns, raw_gradient_stats_of, raw_pre_activation_stats_of
 
 __all__ = ["PendingActivations", "Write", "DEFER_STEPS", "DEFER_BYTES", "STACK_LIMIT"]
 
@@ -63,54 +63,30 @@ class PendingActivations:
         """Compute everything queued; return one write per group of same-shaped layers."""
         entries = self._waiting
         self._waiting, self._bytes, self._steps, self._urgent = [], 0, 0, False
-        return _Batch(entries, self.percentiles, self.max_samples, self.unit_dim).writes() if entries else []
+        return _compute(entries, self.percentiles, self.max_samples, self.unit_dim) if entries else []
 
 
-class _Batch:
-    """The queued layers grouped by shape and rule: one statistics call per group (see stats.PreActivationJob)."""
-
-    def __init__(
-        self,
-        entries: list[_Entry],
-        percentiles: tuple[float, ...],
-        max_samples: int,
-        unit_dim: int,
-    ) -> None:
-        groups: dict[tuple[Any, ...], list[tuple[int, str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
-        in_place = native.library() is not None  # the C path reads a group's layers where they are
-        for slot, key, x, g, rule in entries:
-            # the torch path stacks a group: large layers are not copied into a stack there
-            alone = (
-                (slot, key)
-                if x.numel() > STACK_LIMIT and not (in_place and x.is_cpu and x.dtype == torch.float32)
-                else None
-            )
-            groups[(tuple(x.shape), x.dtype, rule, g is not None, alone)].append((slot, key, x, g))
-        self.columns = raw_columns(percentiles)
-        self.groups: list[tuple[list[int], list[str], PreActivationJob, GradientJob | None]] = []
-        for (_, _, rule, has_gradient, _), members in groups.items():
-            activations = PreActivationJob([x for _, _, x, _ in members], rule, percentiles, max_samples, unit_dim)
-            gradients = GradientJob([g for _, _, _, g in members]) if has_gradient else None  # type: ignore[misc]
-            self.groups.append(
-                ([slot for slot, _, _, _ in members], [key for _, key, _, _ in members], activations, gradients)
-            )
-
-    def writes(self) -> list[Write]:
-        """Compute each group; return one write per group."""
-        out: list[Write] = []
-        for slots, keys, activations, gradients in self.groups:
-            activations.run()
-            if gradients is not None:
-                gradients.run()
-            if gradients is None:
-                out.append((slots, keys, self.columns, activations.table()))
-            else:
-                out.append(
-                    (
-                        slots,
-                        keys,
-                        self.columns + RAW_GRADIENT,
-                        torch.cat((activations.table(), gradients.table()), dim=1),
-                    )
-                )
-        return out
+def _compute(entries: list[_Entry], percentiles: tuple[float, ...], max_samples: int, unit_dim: int) -> list[Write]:
+    """Group the queued layers by shape, dtype and rule; return one write per group, each computed
+    by one statistics call (and one for its gradients)."""
+    groups: dict[tuple[Any, ...], list[tuple[int, str, torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+    in_place = native.library() is not None  # the C path reads a group's layers where they are
+    for slot, key, x, g, rule in entries:
+        # the torch path stacks a group: large layers are not copied into a stack there
+        alone = (
+            (slot, key)
+            if x.numel() > STACK_LIMIT and not (in_place and x.is_cpu and x.dtype == torch.float32)
+            else None
+        )
+        groups[(tuple(x.shape), x.dtype, rule, g is not None, alone)].append((slot, key, x, g))
+    columns = raw_columns(percentiles)
+    out: list[Write] = []
+    for (_, _, rule, has_gradient, _), members in groups.items():
+        slots, keys = [slot for slot, _, _, _ in members], [key for _, key, _, _ in members]
+        table = raw_pre_activation_stats_of([x for _, _, x, _ in members], rule, percentiles, max_samples, unit_dim)
+        if has_gradient:
+            gradients = raw_gradient_stats_of([g for _, _, _, g in members])  # type: ignore[misc]
+            out.append((slots, keys, columns + RAW_GRADIENT, torch.cat((table, gradients), dim=1)))
+        else:
+            out.append((slots, keys, columns, table))
+    return out
